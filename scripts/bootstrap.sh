@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make the project's environment: a venv with the package (editable) and its extras, Debian's Chromium for the
+# browser tests and configurable-http-proxy for the JupyterHub tests. Safe to run again: each step is skipped
+# when what it makes is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-test}"
+venv=.venv
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+fi
+stamp="$venv/.installed-$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$venv/bin/python" -m pip install --quiet -e ".[$extras]"
+  touch "$stamp"
+fi
+
+if [ "$extras" = "test" ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "Installing Chromium from Debian's packages for the browser tests..."
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+    else
+      echo "Chromium is missing and this is not root: run 'sudo apt-get install -y chromium'." >&2
+    fi
+  fi
+  if [ ! -x node_modules/.bin/configurable-http-proxy ]; then
+    echo "Installing configurable-http-proxy from npm for the JupyterHub tests..."
+    npm install --silent --no-audit --no-fund --no-save --prefix . configurable-http-proxy@5 >/dev/null
+  fi
+fi

@@ -53,6 +53,9 @@ __all__ = [
     "refresh",
     "token_scopes",
     "whoami",
+    "WHOAMI_QUERY",
+    "parse_graphql",
+    "parse_whoami",
 ]
 
 ChallengeMethod = Literal["plain", "S256"]
@@ -60,7 +63,7 @@ T = TypeVar("T")
 
 INVALID_TOKEN_BODY = {"error": "Your token is not valid."}
 _UNRESERVED = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-_WHOAMI = (
+WHOAMI_QUERY = (
     "query SpeckleNbAuthWhoAmI { activeUser { id name email company avatar } "
     "serverInfo { name company canonicalUrl version } }"
 )
@@ -267,8 +270,8 @@ def graphql(
 
 
 def whoami(server: str, token: str) -> Call[WhoAmI]:
-    base = graphql(server, token, _WHOAMI)
-    return Call(server, base.request, lambda r: _parse_whoami(server, parse_graphql(server, r)))
+    base = graphql(server, token, WHOAMI_QUERY)
+    return Call(server, base.request, lambda r: parse_whoami(server, parse_graphql(server, r)))
 
 
 def app_info(server: str, app_id: str) -> Call[dict[str, Any] | None]:
@@ -441,7 +444,7 @@ def parse_graphql(server: str, reply: Reply) -> dict[str, Any]:
     return data
 
 
-def _parse_whoami(server: str, data: dict[str, Any]) -> WhoAmI:
+def parse_whoami(server: str, data: dict[str, Any]) -> WhoAmI:
     user = data.get("activeUser")
     info = data.get("serverInfo")
     if not isinstance(user, dict) or not user.get("id"):

@@ -1,0 +1,197 @@
+"""The object a notebook user gets: an authenticated Speckle client that knows who it is signed in as."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from . import _protocol as protocol
+from ._auth import Refresher, SpeckleAuth
+from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError
+from ._protocol import Reply, ServerInfo, TokenPair, UserInfo, mask
+from ._transport import DEFAULT_TIMEOUT, call, unreachable
+
+__all__ = ["Client", "direct_refresher"]
+
+
+def direct_refresher(http: httpx.Client, server: str, app_id: str, app_secret: str) -> Refresher:
+    """Refresh straight with Speckle; only possible where the app's credentials are at hand."""
+
+    def refresh(pair: TokenPair) -> TokenPair:
+        assert pair.refresh_token is not None
+        return call(http, protocol.refresh(server, app_id, app_secret, pair.refresh_token))
+
+    return refresh
+
+
+class Client:
+    """A signed-in Speckle client. Making one validates the token (`activeUser`, `serverInfo`) and raises a
+    typed error (`InvalidToken`, `SpeckleUnreachable`, ...) whose message says what to do.
+
+    `refresher` renews an expired token (the login panel passes one that asks the Jupyter server); without
+    one, `SPECKLE_APP_ID`/`SPECKLE_APP_SECRET` in the environment allow a direct refresh. `on_refresh` is told
+    of each new pair so whoever stored the old one can replace it.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        refresh_token: str | None = None,
+        *,
+        refresher: Refresher | None = None,
+        on_refresh: Callable[[TokenPair], None] | None = None,
+        app_id: str | None = None,
+        allow_http: bool = False,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if not isinstance(token, str) or not token.strip():
+            raise NotSignedIn("No token was given: paste a personal access token or log in with Speckle.")
+        self._url = protocol.normalize_server_url(server, allow_http=allow_http)
+        self._app_id = app_id or os.environ.get("SPECKLE_APP_ID") or None
+        self._plain = httpx.Client(timeout=timeout)
+        if refresher is None:
+            refresher = self._refresher_from_environment()
+        self._on_refresh = on_refresh
+        self._auth = SpeckleAuth(TokenPair(token.strip(), refresh_token or None), refresher, self._stored)
+        self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout)
+        self._forget: list[Callable[[Client], None]] = []
+        self._closed = False
+        try:
+            data = self.graphql(protocol.WHOAMI_QUERY)
+            who = protocol.parse_whoami(self._url, data)
+        except BaseException:
+            self.close()
+            raise
+        self.user: UserInfo = who.user
+        self.server: ServerInfo = who.server
+
+    # --- what the user calls ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def http(self) -> httpx.Client:
+        """The underlying `httpx.Client`: based at the server URL, authenticated, refreshing on its own."""
+        self._check_open()
+        return self._http
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run a GraphQL query or mutation and return its `data`; errors raise (`MissingScope` names the
+        scope the token lacks)."""
+        self._check_open()
+        body: dict[str, Any] = {"query": query}
+        if variables:
+            body["variables"] = dict(variables)
+        try:
+            response = self._http.post("/graphql", json=body)
+        except httpx.TransportError as err:
+            raise unreachable(self._url, err) from None
+        return protocol.parse_graphql(self._url, Reply(response.status_code, response.content))
+
+    def scopes(self) -> list[str] | None:
+        """The token's scopes where Speckle lets a client learn them: a personal token's from the user's token
+        list (needs `tokens:read`), an app token's from its app. None when neither is possible."""
+        self._check_open()
+        token = self._auth.pair.token
+        try:
+            found = call(self._plain, protocol.token_scopes(self._url, token))
+        except MissingScope:
+            found = None
+        if found is None and self._app_id:
+            app = call(self._plain, protocol.app_info(self._url, self._app_id))
+            if app:
+                found = [str(s.get("name")) for s in app.get("scopes") or [] if isinstance(s, dict)]
+        return found
+
+    def logout(self, revoke: bool = True) -> None:
+        """Sign out: with `revoke`, tell Speckle to invalidate the token (and its refresh token); forget any
+        remembered copy; close this client."""
+        if self._closed:
+            return
+        pair = self._auth.pair
+        try:
+            if revoke:
+                try:
+                    call(self._plain, protocol.logout(self._url, pair.token, pair.refresh_token))
+                except LogoutFailed:
+                    pass  # already invalid on the server: the goal is reached
+        finally:
+            for forget in self._forget:
+                forget(self)
+            self.close()
+
+    def specklepy(self) -> Any:
+        """An authenticated `specklepy` `SpeckleClient` for this server and token."""
+        self._check_open()
+        try:
+            from specklepy.api.client import SpeckleClient
+        except ImportError:
+            raise ImportError(
+                'Client.specklepy() needs specklepy: pip install "speckle-nb-auth[specklepy]"'
+            ) from None
+        scheme, _, host = self._url.partition("://")
+        client = SpeckleClient(host=host, use_ssl=scheme == "https")
+        client.authenticate_with_token(self._auth.pair.token)
+        return client
+
+    def close(self) -> None:
+        self._closed = True
+        self._http.close()
+        self._plain.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "user"):
+            return f"<speckle_nb_auth.Client server={self._url!r} (not validated)>"
+        email = f" <{self.user.email}>" if self.user.email else ""
+        state = " logged out" if self._closed else ""
+        return (
+            f"<speckle_nb_auth.Client{state} user={self.user.name!r}{email} server={self._url!r} "
+            f"token={mask(self._auth.pair.token)}>"
+        )
+
+    __str__ = __repr__
+
+    # --- for the package's own use -------------------------------------------------------------------------
+
+    @property
+    def token_pair(self) -> TokenPair:
+        """The current pair, for the keyring and for revoking; never shown."""
+        return self._auth.pair
+
+    @property
+    def can_refresh(self) -> bool:
+        return self._auth.can_refresh
+
+    def on_logout(self, forget: Callable[[Client], None]) -> None:
+        self._forget.append(forget)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotSignedIn("This Speckle client was logged out: sign in again with login().")
+
+    def _refresher_from_environment(self) -> Refresher | None:
+        app_id, secret = os.environ.get("SPECKLE_APP_ID"), os.environ.get("SPECKLE_APP_SECRET")
+        if not (app_id and secret):
+            return None
+        return direct_refresher(self._plain, self._url, app_id, secret)
+
+    def _stored(self, old: TokenPair, new: TokenPair) -> None:
+        """After a refresh: hand the new pair on, then retire the old one, which Speckle keeps valid."""
+        if self._on_refresh is not None:
+            self._on_refresh(new)
+        try:
+            call(self._plain, protocol.logout(self._url, old.token, old.refresh_token))
+        except SpeckleAuthError:
+            pass  # best effort: the new pair works either way

@@ -1,0 +1,43 @@
+"""Fixtures every test layer shares: a Jupyter server (pytest-jupyter), a fresh Speckle emulator, a keyring."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+from memory_keyring import MemoryKeyring  # noqa: E402
+
+
+@pytest.fixture
+def emulator() -> Iterator[object]:
+    """A fresh emulator per test: tests log tokens out and revoke apps, so none may share one."""
+    from speckle_nb_auth.emulator import Emulator
+
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's Speckle credentials or desktop accounts."""
+    for name in ("SPECKLE_TOKEN", "SPECKLE_SERVER", "SPECKLE_APP_ID", "SPECKLE_APP_SECRET", "SPECKLE_REDIRECT_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPECKLE_USERDATA_PATH", str(tmp_path / "no-desktop-accounts"))

@@ -3,7 +3,7 @@
 
 demo:
 	scripts/bootstrap.sh demo
-	.venv/bin/python -m speckle_nb_auth.demo
+	.venv/bin/python scripts/demo.py
 
 test:
 	scripts/bootstrap.sh test

@@ -1,0 +1,163 @@
+"""The Client against the emulator over loopback HTTP: validation, GraphQL, scopes, refresh, logout, specklepy."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from oauth_helpers import oauth_pair
+from speckle_nb_auth import Client
+from speckle_nb_auth._client import direct_refresher
+from speckle_nb_auth._errors import InvalidToken, MissingScope, NotSignedIn, RefreshRejected, SpeckleUnreachable
+from speckle_nb_auth._protocol import TokenPair
+
+
+def revoke_token_only(emu: Any, token: str) -> None:
+    """Invalidate a token while its refresh token stays valid (what an expired token looks like)."""
+    assert httpx.post(f"{emu.url}/auth/logout", json={"token": token}).status_code == 200
+
+
+def test_a_pat_gives_a_validated_client(emulator: Any) -> None:
+    creds = emulator.credentials
+    with Client(emulator.url, creds["pat"]) as client:
+        first = creds["users"][0]
+        assert (client.user.name, client.user.email) == (first["name"], first["email"])
+        assert client.server.url == emulator.url and client.server.name
+        assert client.graphql("{ activeUser { id } }")["activeUser"]["id"] == client.user.id
+        assert client.http.post("/graphql", json={"query": "{ activeUser { name } }"}).status_code == 200
+        shown = repr(client)
+        assert first["name"] in shown and creds["pat"][:-4] not in shown and creds["pat"][-4:] in shown
+        assert str(client) == shown
+
+
+def test_invalid_token_is_refused_when_made(emulator: Any) -> None:
+    with pytest.raises(InvalidToken, match="settings or log in again") as info:
+        Client(emulator.url, "0" * 42)
+    assert "0" * 8 not in str(info.value)
+    with pytest.raises(NotSignedIn):
+        Client(emulator.url, "  ")
+
+
+def test_unreachable_server_says_so() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SpeckleUnreachable, match="Check the address"):
+        Client(f"http://127.0.0.1:{port}", "a" * 42)
+
+
+def test_missing_scope_names_it(emulator: Any) -> None:
+    with Client(emulator.url, emulator.credentials["pat"]) as client:
+        with pytest.raises(MissingScope) as info:
+            client.graphql("{ activeUser { apiTokens { id } } }")
+        assert info.value.scope == "tokens:read"
+        assert client.scopes() is None  # a PAT without tokens:read cannot list its own scopes
+
+
+def test_scopes_of_a_session_token_and_an_app_token(emulator: Any) -> None:
+    creds = emulator.credentials
+    pair = oauth_pair(emulator)
+    with Client(emulator.url, pair.token, app_id=creds["app_id"]) as client:
+        assert sorted(client.scopes() or []) == sorted(["profile:read", "profile:email", "streams:read", "users:read"])
+
+
+def test_refresh_on_invalid_token_then_retire_the_old_pair(emulator: Any) -> None:
+    creds = emulator.credentials
+    pair = oauth_pair(emulator)
+    stored: list[TokenPair] = []
+    with httpx.Client() as plain:
+        refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
+        with Client(emulator.url, pair.token, pair.refresh_token, refresher=refresher, on_refresh=stored.append) as client:
+            revoke_token_only(emulator, pair.token)
+            assert client.graphql("{ activeUser { name } }")["activeUser"]["name"] == creds["users"][0]["name"]
+            assert len(stored) == 1 and stored[0].token != pair.token
+            assert client.token_pair == stored[0]
+            # the old refresh token was retired: it refreshes nothing any more
+            with pytest.raises(RefreshRejected):
+                refresher(pair)
+
+
+def test_refresh_from_app_credentials_in_the_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = emulator.credentials
+    monkeypatch.setenv("SPECKLE_APP_ID", creds["app_id"])
+    monkeypatch.setenv("SPECKLE_APP_SECRET", creds["app_secret"])
+    pair = oauth_pair(emulator)
+    with Client(emulator.url, pair.token, pair.refresh_token) as client:
+        assert client.can_refresh
+        revoke_token_only(emulator, pair.token)
+        assert client.graphql("{ activeUser { id } }")["activeUser"]["id"] == client.user.id
+
+
+def test_refresh_storm_from_many_threads_refreshes_once(emulator: Any) -> None:
+    creds = emulator.credentials
+    pair = oauth_pair(emulator)
+    with httpx.Client() as plain:
+        refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
+        with Client(emulator.url, pair.token, pair.refresh_token, refresher=refresher) as client:
+            revoke_token_only(emulator, pair.token)
+            before = emulator.requests_seen("/auth/token")
+            names: list[str] = []
+            errors: list[BaseException] = []
+
+            def work() -> None:
+                try:
+                    names.append(client.graphql("{ activeUser { name } }")["activeUser"]["name"])
+                except BaseException as err:  # noqa: BLE001 - collected and asserted below
+                    errors.append(err)
+
+            threads = [threading.Thread(target=work) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert not errors and len(names) == 16
+            assert emulator.requests_seen("/auth/token") - before == 1
+
+
+def test_without_a_refresh_path_an_expired_token_says_log_in_again(emulator: Any) -> None:
+    pair = oauth_pair(emulator)
+    with Client(emulator.url, pair.token, pair.refresh_token) as client:
+        assert not client.can_refresh
+        revoke_token_only(emulator, pair.token)
+        with pytest.raises(InvalidToken, match="log in again"):
+            client.graphql("{ activeUser { id } }")
+
+
+def test_logout_revokes_and_closes(emulator: Any) -> None:
+    pair = oauth_pair(emulator)
+    forgotten: list[Client] = []
+    client = Client(emulator.url, pair.token, pair.refresh_token)
+    client.on_logout(forgotten.append)
+    client.logout()
+    assert forgotten == [client]
+    assert "logged out" in repr(client)
+    with pytest.raises(NotSignedIn, match="login()"):
+        client.graphql("{ activeUser { id } }")
+    with pytest.raises(InvalidToken):
+        Client(emulator.url, pair.token)
+    client.logout()  # twice is harmless
+
+
+def test_specklepy_adapter(emulator: Any) -> None:
+    with Client(emulator.url, emulator.credentials["pat"]) as client:
+        sp = client.specklepy()
+        assert sp.account.userInfo.name == client.user.name
+        assert sp.active_user.get().id == client.user.id
+
+
+def test_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, speckle_nb_auth\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('ipywidgets', 'anywidget', 'jupyter_server', 'tornado', 'specklepy', 'httpx', 'keyring')]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

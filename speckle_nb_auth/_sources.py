@@ -1,0 +1,244 @@
+"""Signing in without anyone at the keyboard, and what a token's scopes say.
+
+The non-interactive sources, in order: `SPECKLE_TOKEN`/`SPECKLE_SERVER`, a remembered keyring entry for the
+server, then a single desktop account matching it. Each candidate is validated by making a `Client`; one that
+is refused (revoked token, server down, missing scopes) is skipped and its message kept, so that when nothing
+works the error says why the last candidate failed as well as how to sign in.
+
+Scopes: a notebook may ask for scopes; `check_scopes` names what a token lacks and which write scopes it holds
+that nobody asked for (a token should be no stronger than the job).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import _credentials as credentials
+from ._client import Client
+from ._desktop import desktop_accounts
+from ._errors import MissingScope, NotSignedIn, SpeckleAuthError
+from ._protocol import TokenPair, normalize_server_url
+
+__all__ = [
+    "Candidate",
+    "ScopeCheck",
+    "SignIn",
+    "candidates",
+    "check_scopes",
+    "default_server",
+    "is_write_scope",
+    "normalize_scopes",
+    "not_signed_in",
+    "sign_in",
+]
+
+# Scopes that only let a token read, although their name does not end in ":read".
+_READ_ONLY = frozenset({"profile:email", "users:email"})
+_SCOPE = re.compile(r"^[a-z][a-z-]{0,40}:[a-z][a-z-]{0,40}$")
+
+WAYS_TO_SIGN_IN = (
+    "Sign in one of these ways: set SPECKLE_TOKEN (a personal access token) and SPECKLE_SERVER in the "
+    "environment; run speckle_nb_auth.login() in a Jupyter notebook and use its panel; or add an account in "
+    "Speckle's desktop manager (a desktop account)."
+)
+
+
+def default_server() -> str:
+    """`SPECKLE_SERVER` when set (and usable), else app.speckle.systems."""
+    try:
+        return normalize_server_url(os.environ.get("SPECKLE_SERVER") or credentials.DEFAULT_SERVER)
+    except SpeckleAuthError:
+        return credentials.DEFAULT_SERVER
+
+
+def not_signed_in(server: str | None = None, reason: str | None = None) -> NotSignedIn:
+    """The error saying how to sign in; `reason` (also kept as its `.reason`) says why the last try failed."""
+    where = f" to {server}" if server else ""
+    because = f" The last sign-in tried failed: {reason}" if reason else ""
+    err = NotSignedIn(f"Not signed in to Speckle{where}.{because} {WAYS_TO_SIGN_IN}")
+    err.reason = reason  # type: ignore[attr-defined]
+    return err
+
+
+# --- candidates ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A credential found somewhere, not yet validated. `source` is environment | keyring | desktop."""
+
+    source: str
+    description: str
+    server: str
+    pair: TokenPair = field(repr=False)
+    user_id: str | None = None
+
+
+def candidates(server: str | None = None, errors: list[str] | None = None) -> Iterator[Candidate]:
+    """The non-interactive credentials for `server` (None: any for the environment, `SPECKLE_SERVER` or
+    app.speckle.systems for the keyring), lazily and in order. Problems reading a source go to `errors`."""
+    errors = errors if errors is not None else []
+    try:
+        env = credentials.from_environment(server)
+    except SpeckleAuthError as err:
+        errors.append(f"SPECKLE_SERVER: {err.message}")
+        env = None
+    if env is not None:
+        yield Candidate("environment", "SPECKLE_TOKEN", env.server, TokenPair(env.token))
+    keyring_server = normalize_server_url(server) if server else default_server()
+    for user_id, pair in credentials.recall(keyring_server):
+        yield Candidate("keyring", "the remembered sign-in", keyring_server, pair, user_id)
+    try:
+        accounts = desktop_accounts(server)
+    except SpeckleAuthError as err:
+        errors.append(err.message)
+        accounts = []
+    if len(accounts) == 1:
+        account = accounts[0]
+        yield Candidate("desktop", f"the desktop account {account.label}", account.server_url, account.pair,
+                        account.user_id or None)
+    elif len(accounts) > 1:
+        errors.append(
+            f"{len(accounts)} desktop accounts were found: choose one in the login panel, or pass server= "
+            "to pick the one of a server."
+        )
+
+
+@dataclass
+class SignIn:
+    client: Client
+    candidate: Candidate
+    scopes: ScopeCheck
+
+
+def _default_client(candidate: Candidate) -> Client:
+    on_refresh: Callable[[TokenPair], None] | None = None
+    if candidate.source == "keyring" and candidate.user_id:
+        server, user_id = candidate.server, candidate.user_id
+
+        def on_refresh(new: TokenPair) -> None:
+            try:
+                credentials.remember(server, user_id, new)
+            except SpeckleAuthError:
+                pass
+
+    return Client(candidate.server, candidate.pair.token, candidate.pair.refresh_token, on_refresh=on_refresh)
+
+
+def sign_in(
+    server: str | None = None,
+    *,
+    scopes: Iterable[str] | None = None,
+    make_client: Callable[[Candidate], Client] = _default_client,
+    fetch_scopes: bool = False,
+) -> SignIn:
+    """The first candidate that validates (and holds the requested scopes), or raise `NotSignedIn` naming the
+    ways to sign in and the last failure. The token's scopes are looked up when some are requested or
+    `fetch_scopes` is true."""
+    wanted = normalize_scopes(scopes)
+    problems: list[str] = []
+    last: str | None = None
+    for candidate in candidates(server, problems):
+        try:
+            client = make_client(candidate)
+        except SpeckleAuthError as err:
+            last = f"{candidate.description}: {err.message}"
+            continue
+        check = check_scopes(wanted, token_scopes(client) if wanted or fetch_scopes else None)
+        if check.missing:
+            client.close()
+            last = f"{candidate.description}: {check.missing_message()}"
+            continue
+        return SignIn(client, candidate, check)
+    where = normalize_server_url(server) if server else None
+    raise not_signed_in(where, last or (problems[-1] if problems else None))
+
+
+# --- scopes -------------------------------------------------------------------------------------------------
+
+
+def is_write_scope(scope: str) -> bool:
+    """Anything that is not `*:read`, `profile:email` or `users:email` lets a token change something."""
+    return not (scope.endswith(":read") or scope in _READ_ONLY)
+
+
+def normalize_scopes(scopes: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Requested scopes as a tuple without duplicates; a single string is one scope. Raises `ValueError` for
+    anything that is not a scope name such as 'streams:read'."""
+    if scopes is None:
+        return ()
+    if isinstance(scopes, str):
+        scopes = [scopes]
+    found: list[str] = []
+    for scope in scopes:
+        if not isinstance(scope, str) or not _SCOPE.match(scope.strip()):
+            shown = scope[:40] if isinstance(scope, str) else type(scope).__name__
+            raise ValueError(f"{shown!r} is not a Speckle scope name: use names such as 'streams:read'.")
+        if scope.strip() not in found:
+            found.append(scope.strip())
+    return tuple(found)
+
+
+def token_scopes(client: Client) -> list[str] | None:
+    """The client's token scopes where they can be known, else None (never raises a Speckle error)."""
+    try:
+        return client.scopes()
+    except SpeckleAuthError:
+        return None
+
+
+@dataclass(frozen=True)
+class ScopeCheck:
+    """`held` is None when the token's scopes cannot be learned (a personal token without `tokens:read`, an
+    app token whose app is unknown): then nothing is reported missing."""
+
+    requested: tuple[str, ...]
+    held: tuple[str, ...] | None
+    missing: tuple[str, ...]
+    unrequested_writes: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def missing_message(self) -> str:
+        names, plural = ", ".join(self.missing), "s" if len(self.missing) > 1 else ""
+        return (
+            f"This token lacks the scope{plural} this notebook asks for: {names}. "
+            "Sign in with a token or app that has them."
+        )
+
+    def error(self) -> MissingScope:
+        return MissingScope(self.missing_message(), scope=self.missing[0])
+
+    def describe(self) -> str:
+        """One line for people: what is missing, or which unrequested write scopes the token holds."""
+        if self.missing:
+            return self.missing_message()
+        if self.held is None:
+            unknown = "This token's scopes cannot be listed here, so they were not checked."
+            return unknown if self.requested else ""
+        if self.unrequested_writes and self.requested:
+            return (
+                "This token can also change things the notebook did not ask for: "
+                f"{', '.join(self.unrequested_writes)}. A narrower token is safer."
+            )
+        return ""
+
+    def display(self) -> list[dict[str, object]]:
+        """The held scopes for the panel: name, whether it writes, whether it is a write nobody asked for."""
+        extra = set(self.unrequested_writes)
+        return [{"name": s, "write": is_write_scope(s), "unrequested": s in extra} for s in self.held or ()]
+
+
+def check_scopes(requested: Iterable[str] | None, held: Iterable[str] | None) -> ScopeCheck:
+    wanted = normalize_scopes(requested)
+    if held is None:
+        return ScopeCheck(wanted, None, (), ())
+    have = tuple(dict.fromkeys(str(s) for s in held))
+    missing = tuple(s for s in wanted if s not in have)
+    extra = tuple(s for s in have if is_write_scope(s) and s not in wanted)
+    return ScopeCheck(wanted, have, missing, extra)

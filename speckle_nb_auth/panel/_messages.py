@@ -1,0 +1,196 @@
+"""The one-shot messages between the panel's two halves, checked before anything acts on them.
+
+Browser -> kernel (`model.send({type, ...})`, delivered to `on_msg` as `(widget, content, buffers)`):
+
+    ready                                       a view of the panel is shown in a browser
+    pat             {server, token}             sign in with a personal access token
+    oauth           {server_url, token, refresh_token}   the token pair claimed from the server extension
+    desktop         {index}                     sign in with the desktop account listed at `index`
+    logout                                      log out (revoke, forget, remove the variable)
+    cancel                                      the person gave up waiting for "Log in with Speckle"
+    refreshed       {id, token, refresh_token}  the answer to a kernel `refresh` request
+    refresh_failed  {id, message}               the same, when the extension could not refresh
+
+Kernel -> browser (`widget.send`):
+
+    refresh         {id, server_url, refresh_token}   please renew through the extension's refresh route
+
+Unknown types and content that is not an object are ignored; a known type with bad fields raises `BadMessage`,
+whose message is safe to show (it never quotes a token).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._errors import InvalidServerURL, SpeckleAuthError
+from .._protocol import TokenPair, normalize_server_url
+
+__all__ = [
+    "BadMessage",
+    "Cancel",
+    "Desktop",
+    "Logout",
+    "OAuth",
+    "Pat",
+    "Ready",
+    "RefreshFailed",
+    "Refreshed",
+    "parse",
+    "safe_text",
+]
+
+MAX_TOKEN = 512  # Speckle tokens are 42 characters: anything far longer is not one
+MAX_URL = 2048
+MAX_TEXT = 300
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_SECRETISH = re.compile(r"[A-Za-z0-9_-]{24,}")
+_EXAMPLE = "enter one such as https://app.speckle.systems"
+
+
+class BadMessage(SpeckleAuthError):
+    code = "bad_message"
+
+
+@dataclass(frozen=True)
+class Ready:
+    pass
+
+
+@dataclass(frozen=True)
+class Pat:
+    server: str | None
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OAuth:
+    server: str
+    pair: TokenPair = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Desktop:
+    index: int
+
+
+@dataclass(frozen=True)
+class Logout:
+    pass
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    id: str
+    pair: TokenPair = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RefreshFailed:
+    id: str
+    message: str
+
+
+Message = Ready | Pat | OAuth | Desktop | Logout | Cancel | Refreshed | RefreshFailed
+
+
+def parse(content: Any) -> Message | None:
+    """The message in `content`, None for what is not ours to handle; `BadMessage` for a malformed one."""
+    if not isinstance(content, dict):
+        return None
+    kind = content.get("type")
+    if kind == "ready":
+        return Ready()
+    if kind == "pat":
+        server = _server(content.get("server"), optional=True)
+        return Pat(server, _token(content.get("token"), "personal access token"))
+    if kind == "oauth":
+        server = _server(content.get("server_url"))
+        assert server is not None
+        token = _token(content.get("token"), "token")
+        return OAuth(server, TokenPair(token, _optional_token(content.get("refresh_token"))))
+    if kind == "desktop":
+        index = content.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 10_000:
+            raise BadMessage("Choose one of the desktop accounts listed.")
+        return Desktop(index)
+    if kind == "logout":
+        return Logout()
+    if kind == "cancel":
+        return Cancel()
+    if kind == "refreshed":
+        rid = _request_id(content.get("id"))
+        token = _token(content.get("token"), "renewed token")
+        return Refreshed(rid, TokenPair(token, _optional_token(content.get("refresh_token"))))
+    if kind == "refresh_failed":
+        return RefreshFailed(_request_id(content.get("id")), safe_text(content.get("message")))
+    return None
+
+
+def safe_text(value: Any, limit: int = MAX_TEXT) -> str:
+    """Text from the browser fit to show: a string, printable, cut short, with anything token-like removed."""
+    if not isinstance(value, str):
+        return ""
+    clean = "".join(ch if ch.isprintable() else " " for ch in value[: limit * 2]).strip()
+    clean = _SECRETISH.sub("…", clean)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+def _token(value: Any, what: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise BadMessage(f"No {what} was given: paste one first." if what == "personal access token"
+                         else f"The sign-in did not deliver a {what}: start it again.")
+    if not isinstance(value, str):
+        raise BadMessage(f"The {what} must be text: paste it again.")
+    token = value.strip()
+    if len(token) > MAX_TOKEN:
+        raise BadMessage(
+            f"That is too long to be a Speckle {what}: paste only the token (Speckle tokens are 42 "
+            "characters)."
+        )
+    if not _TOKEN_CHARS.match(token):
+        raise BadMessage(
+            f"That does not look like a Speckle {what}: it contains spaces or unusual characters. "
+            "Paste only the token."
+        )
+    return token
+
+
+def _optional_token(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _token(value, "refresh token")
+
+
+def _request_id(value: Any) -> str:
+    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+        raise BadMessage("The panel answered a request the kernel did not make.")
+    return value
+
+
+def _server(value: Any, *, optional: bool = False) -> str | None:
+    if optional and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    if value is not None and not isinstance(value, str):
+        raise BadMessage(f"The server address must be text: {_EXAMPLE}.")
+    if not isinstance(value, str) or not value.strip():
+        raise BadMessage(f"No Speckle server address was given: {_EXAMPLE}.")
+    if len(value) > MAX_URL:
+        raise BadMessage(f"That server address is too long: {_EXAMPLE}.")
+    if not any(ch in value for ch in ".:"):
+        # No dot, no port: not a server on a network (perhaps a token pasted in the wrong field). Never echo
+        # it, and never send anything to it.
+        if value.strip().lower() != "localhost":
+            raise BadMessage(f"That is not a Speckle server address: {_EXAMPLE}.")
+    try:
+        return normalize_server_url(value)
+    except InvalidServerURL as err:
+        raise BadMessage(err.message) from None

@@ -73,12 +73,28 @@ def test_refresh_on_invalid_token_then_retire_the_old_pair(emulator: Any) -> Non
         refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
         with Client(emulator.url, pair.token, pair.refresh_token, refresher=refresher, on_refresh=stored.append) as client:
             revoke_token_only(emulator, pair.token)
+            logouts = emulator.requests_seen("/auth/logout")
             assert client.graphql("{ activeUser { name } }")["activeUser"]["name"] == creds["users"][0]["name"]
             assert len(stored) == 1 and stored[0].token != pair.token
             assert client.token_pair == stored[0]
-            # the old refresh token was retired: it refreshes nothing any more
-            with pytest.raises(RefreshRejected):
-                refresher(pair)
+            # the old pair was sent to /auth/logout to retire it, and that left the new pair working
+            assert emulator.requests_seen("/auth/logout") == logouts + 1
+            assert client.graphql("{ activeUser { id } }")["activeUser"]["id"] == client.user.id
+
+
+def test_retiring_a_live_old_pair_kills_its_refresh_token(emulator: Any) -> None:
+    """What the rotation relies on (speckle-protocol.md section 1.5): logout with the old pair after a refresh."""
+    creds = emulator.credentials
+    pair = oauth_pair(emulator)
+    with httpx.Client() as plain:
+        refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
+        new = refresher(pair)
+        assert httpx.post(f"{emulator.url}/auth/logout",
+                          json={"token": pair.token, "refreshToken": pair.refresh_token}).status_code == 200
+        with pytest.raises(RefreshRejected):
+            refresher(pair)
+        with Client(emulator.url, new.token) as client:
+            assert client.user.id
 
 
 def test_refresh_from_app_credentials_in_the_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """The panel's ES module in headless Chromium, against a fake model and a fake `speckle-auth` API: what it
 sends to the kernel, what it asks the extension, and what it shows. The end-to-end browser tests (real Jupyter,
-real extension) live elsewhere; these only need a Chromium binary and skip without one."""
+real extension) live elsewhere; these only need a Chromium binary and fail without one."""
 
 from __future__ import annotations
 
@@ -151,9 +151,10 @@ def jp_server_cleanup():
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     if CHROMIUM is None:
-        pytest.skip("no Chromium binary")
+        pytest.fail("Chromium is missing: run scripts/bootstrap.sh as root, or 'apt-get install -y chromium'")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM)
         yield b

@@ -1,0 +1,75 @@
+"""The HTML of the emulator's web frontend: sign-in, consent and error pages.
+
+Plain same-origin forms, no JavaScript. Browser tests drive them by stable text: inputs named `email` and
+`password`, buttons "Sign in", "Authorize" and "Deny". Everything shown is escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from html import escape
+
+from ._state import ALL_SCOPES, App, User
+
+__all__ = ["consent_page", "error_page", "sign_in_page"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; }
+h1 { font-size: 1.4rem; }
+label { display: block; margin-top: 0.8rem; }
+input { display: block; width: 100%; padding: 0.4rem; margin-top: 0.2rem; box-sizing: border-box; }
+button { margin-top: 1rem; margin-right: 0.5rem; padding: 0.5rem 1.2rem; font-size: 1rem; cursor: pointer; }
+.error { color: #b91c1c; }
+.hint { color: #6b7280; font-size: 0.9rem; }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · Speckle emulator</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>'
+        f"<body><main>{body}</main></body></html>"
+    )
+
+
+def sign_in_page(app: App, emails: Iterable[str], xsrf_input: str, error: str | None = None) -> str:
+    """`xsrf_input` is Tornado's ready-made hidden input (already escaped)."""
+    hint = ", ".join(escape(email) for email in emails)
+    problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    return _page(
+        "Sign in",
+        f"<h1>Sign in to Speckle</h1>"
+        f"<p><strong>{escape(app.name)}</strong> wants to use your Speckle account.</p>"
+        f"{problem}"
+        f'<form method="post">{xsrf_input}'
+        f'<label for="email">Email</label>'
+        f'<input id="email" name="email" type="email" autocomplete="username" required>'
+        f'<label for="password">Password</label>'
+        f'<input id="password" name="password" type="password" autocomplete="current-password" required>'
+        f'<button type="submit" name="action" value="signin">Sign in</button>'
+        f"</form>"
+        f'<p class="hint">Seeded users: {hint} (their passwords are printed when the emulator starts).</p>',
+    )
+
+
+def consent_page(app: App, user: User, xsrf_input: str) -> str:
+    scopes = "".join(
+        f"<li><code>{escape(scope)}</code>: {escape(ALL_SCOPES.get(scope, ''))}</li>" for scope in app.scopes
+    )
+    return _page(
+        f"Authorize {app.name}",
+        f"<h1>Authorize {escape(app.name)}</h1>"
+        f"<p>Signed in as <strong>{escape(user.name)}</strong> ({escape(user.email)}).</p>"
+        f"<p><strong>{escape(app.name)}</strong> asks for these permissions:</p>"
+        f'<ul id="scopes">{scopes}</ul>'
+        f'<p class="hint">You will be sent back to {escape(app.redirect_url)}</p>'
+        f'<form method="post">{xsrf_input}'
+        f'<button type="submit" name="action" value="authorize">Authorize</button>'
+        f'<button type="submit" name="action" value="deny">Deny</button>'
+        f"</form>",
+    )
+
+
+def error_page(title: str, message: str) -> str:
+    return _page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")

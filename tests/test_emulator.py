@@ -1,0 +1,823 @@
+"""The emulator answers as `speckle-protocol.md` says a Speckle server does: real loopback HTTP with httpx,
+plus the package's own protocol parsers, specklepy's client and the CLI against it."""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from speckle_nb_auth import _protocol, _transport
+from speckle_nb_auth._errors import (
+    AccessCodeRejected,
+    InvalidToken,
+    LogoutFailed,
+    MissingScope,
+    RefreshRejected,
+    SpeckleServerError,
+    SpeckleUnreachable,
+)
+from speckle_nb_auth.emulator import Emulator
+
+REDIRECT = "http://127.0.0.1:9999/cb"
+CHALLENGE = "c" * 43
+HEX42 = re.compile(r"[0-9a-f]{42}")
+INVALID_TOKEN = b'{"error":"Your token is not valid."}'
+PAT_SCOPES = ["profile:read", "profile:email", "streams:read", "users:read"]
+SIX_MONTHS = 180 * 24 * 3600
+CREATE_TOKEN = "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }"
+REVOKE_TOKEN = "mutation($t: String!) { apiTokenRevoke(token: $t) }"
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(redirect_url=REDIRECT) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def http(emu: Emulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emu.url, timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+def browser(emu: Emulator) -> Iterator[httpx.Client]:
+    """A client that keeps cookies and shows redirects instead of following them."""
+    with httpx.Client(base_url=emu.url, timeout=5, follow_redirects=False) as client:
+        yield client
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def code_for(
+    http: httpx.Client, emu: Emulator, *, challenge: str = CHALLENGE, app_id: str | None = None
+) -> str:
+    """What the web frontend does on "Authorize": ask for a code with the user's web session token."""
+    creds = emu.credentials
+    params = {"appId": app_id or creds["app_id"], "challenge": challenge, "token": creds["session_token"],
+              "preventRedirect": "true"}
+    reply = http.get("/auth/accesscode", params=params)
+    assert reply.status_code == 200, reply.text
+    code = reply.json()["redirectUrl"].rsplit("?access_code=", 1)[1]
+    assert HEX42.fullmatch(code)
+    return code
+
+
+def exchange_body(emu: Emulator, code: str, /, **override: str) -> dict[str, str]:
+    creds = emu.credentials
+    body = {"appId": creds["app_id"], "appSecret": creds["app_secret"], "accessCode": code}
+    return {**body, "challenge": CHALLENGE, **override}
+
+
+def refresh_body(emu: Emulator, refresh_token: str, /, **override: str) -> dict[str, str]:
+    creds = emu.credentials
+    body = {"appId": creds["app_id"], "appSecret": creds["app_secret"], "refreshToken": refresh_token}
+    return {**body, **override}
+
+
+def exchange(http: httpx.Client, body: dict[str, str]) -> httpx.Response:
+    return http.post("/auth/token", json=body)
+
+
+def app_login(http: httpx.Client, emu: Emulator) -> dict[str, str]:
+    reply = exchange(http, exchange_body(emu, code_for(http, emu)))
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def created_app_token(http: httpx.Client, emu: Emulator, scopes: list[str]) -> tuple[dict[str, str], str]:
+    """A new app with `scopes`, and a token the first user authorized for it."""
+    app = emu.create_app("Test app", REDIRECT, scopes)
+    code = code_for(http, emu, app_id=app["app_id"])
+    reply = exchange(http, exchange_body(emu, code, appId=app["app_id"], appSecret=app["app_secret"]))
+    return app, reply.json()["token"]
+
+
+def gql(http: httpx.Client, query: str, token: str | None = None, **variables: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body: dict[str, Any] = {"query": query}
+    if variables:
+        body["variables"] = variables
+    return http.post("/graphql", json=body, headers=headers)
+
+
+def new_pat(http: httpx.Client, emu: Emulator, scopes: list[str], **extra: Any) -> str:
+    token = {"name": "test", "scopes": scopes, **extra}
+    reply = gql(http, CREATE_TOKEN, emu.credentials["session_token"], t=token)
+    assert reply.status_code == 200 and "errors" not in reply.json(), reply.text
+    return reply.json()["data"]["apiTokenCreate"]
+
+
+def is_valid(http: httpx.Client, token: str) -> bool:
+    status = gql(http, "{ serverInfo { name } }", token).status_code
+    assert status in (200, 403)
+    return status == 200
+
+
+# --- seeded state -------------------------------------------------------------------------------------------
+
+
+def test_credentials_hold_fresh_secrets_for_two_users(emu: Emulator) -> None:
+    creds = emu.credentials
+    assert creds["url"] == emu.url and re.fullmatch(r"http://127\.0\.0\.1:\d+", emu.url)
+    assert creds["redirect_url"] == REDIRECT
+    assert len(creds["app_id"]) == 10 and len(creds["app_secret"]) == 10
+    users = creds["users"]
+    assert len(users) >= 2
+    assert len({u["email"] for u in users}) == len({u["name"] for u in users}) == len(users)
+    assert (creds["pat"], creds["session_token"]) == (users[0]["pat"], users[0]["session_token"])
+    secrets = [user[key] for user in users for key in ("pat", "session_token")]
+    assert all(HEX42.fullmatch(s) for s in secrets) and len(set(secrets)) == len(secrets)
+    with Emulator() as other:
+        assert other.credentials["pat"] != creds["pat"]
+
+
+def test_each_pat_holds_the_documented_scopes_not_tokens_write(emu: Emulator, http: httpx.Client) -> None:
+    for user in emu.credentials["users"]:
+        reply = gql(http, "{ activeUser { email apiTokens { id scopes } } }", user["session_token"])
+        data = reply.json()["data"]["activeUser"]
+        assert data["email"] == user["email"]
+        assert data["apiTokens"] == [{"id": user["pat"][:10], "scopes": PAT_SCOPES}]
+
+
+# --- /auth/accesscode ---------------------------------------------------------------------------------------
+
+
+def test_accesscode_answers_json_or_redirects(emu: Emulator, http: httpx.Client) -> None:
+    creds = emu.credentials
+    params = {"appId": creds["app_id"], "challenge": CHALLENGE, "token": creds["session_token"]}
+    expected = re.escape(REDIRECT) + r"\?access_code=[0-9a-f]{42}"
+    as_json = http.get("/auth/accesscode", params={**params, "preventRedirect": "true"})
+    assert as_json.status_code == 200 and re.fullmatch(expected, as_json.json()["redirectUrl"])
+    redirect = http.get("/auth/accesscode", params=params)
+    assert redirect.status_code == 302 and re.fullmatch(expected, redirect.headers["location"])
+
+
+def test_one_challenge_can_get_several_codes(emu: Emulator, http: httpx.Client) -> None:
+    first, second = code_for(http, emu), code_for(http, emu)
+    assert first != second
+    assert [exchange(http, exchange_body(emu, c)).status_code for c in (first, second)] == [200, 200]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"appId": None}, "appId missing from querystring."),
+        ({"appId": "nosuchapp0"}, "App does not exist."),
+        ({"challenge": None}, "Missing challenge"),
+        ({"token": None}, "Missing token"),
+        ({"token": "0" * 42}, "Invalid token"),
+        ({"token": "the PAT"}, "Your auth token does not have the required scope: tokens:write."),
+    ],
+)
+def test_accesscode_errors(emu: Emulator, http: httpx.Client, change: dict[str, Any], message: str) -> None:
+    creds = emu.credentials
+    params = {"appId": creds["app_id"], "challenge": CHALLENGE, "token": creds["session_token"],
+              "preventRedirect": "true", **change}
+    if params["token"] == "the PAT":
+        params["token"] = creds["pat"]
+    reply = http.get("/auth/accesscode", params={k: v for k, v in params.items() if v is not None})
+    assert (reply.status_code, reply.text) == (400, message)
+    assert not reply.headers["content-type"].startswith("application/json")
+
+
+def test_the_redirect_url_is_glued_literally(emu: Emulator, http: httpx.Client) -> None:
+    emu.set_redirect_url("http://127.0.0.1:9999/cb?next=1")
+    creds = emu.credentials
+    params = {"appId": creds["app_id"], "challenge": CHALLENGE, "token": creds["session_token"],
+              "preventRedirect": "1"}
+    url = http.get("/auth/accesscode", params=params).json()["redirectUrl"]
+    assert url.startswith("http://127.0.0.1:9999/cb?next=1?access_code=")
+
+
+# --- /auth/token: exchange ----------------------------------------------------------------------------------
+
+
+def test_exchange_gives_a_working_token_pair(emu: Emulator, http: httpx.Client) -> None:
+    pair = app_login(http, emu)
+    assert HEX42.fullmatch(pair["token"]) and HEX42.fullmatch(pair["refreshToken"])
+    user = gql(http, "{ activeUser { name email } }", pair["token"]).json()["data"]["activeUser"]
+    assert user == {"name": "Ada Lovelace", "email": "ada@example.com"}
+
+
+def test_exchange_accepts_a_form(emu: Emulator, http: httpx.Client) -> None:
+    reply = http.post("/auth/token", data=exchange_body(emu, code_for(http, emu)))
+    assert reply.status_code == 200 and set(reply.json()) == {"token", "refreshToken"}
+
+
+Scenario = Callable[[httpx.Client, Emulator], dict[str, str]]
+
+
+def _used_twice(http: httpx.Client, emu: Emulator) -> dict[str, str]:
+    body = exchange_body(emu, code_for(http, emu))
+    assert exchange(http, body).status_code == 200
+    return body
+
+
+def _expired(http: httpx.Client, emu: Emulator) -> dict[str, str]:
+    body = exchange_body(emu, code_for(http, emu))
+    emu.advance_clock(601)
+    return body
+
+
+def _with(**override: str) -> Scenario:
+    return lambda http, emu: exchange_body(emu, code_for(http, emu), **override)
+
+
+def _insufficient(what: str) -> str:
+    return f"Invalid request, insufficient information provided. {what} is required."
+
+
+EXCHANGE_ROWS: list[tuple[str, Scenario, str, str]] = [
+    ("used twice", _used_twice, "Access code not found.", "access_code_used"),
+    ("unknown", _with(accessCode="0" * 42), "Access code not found.", "access_code_used"),
+    ("wrong challenge", _with(challenge="d" * 43),
+     "Code challenge mismatch. Ensure the same challenge is used for authentication and token exchange.",
+     "challenge_mismatch"),
+    ("wrong secret", _with(appSecret="0" * 10),
+     "Invalid app secret. Ensure the app secret is correct.", "invalid_app_secret"),
+    ("wrong app id", _with(appId="0" * 10),
+     "Invalid request: application id does not match.", "app_id_mismatch"),
+    ("expired", _expired, "Access code expired", "access_code_expired"),
+    ("no app id", _with(appId=""), _insufficient("App Id"), "incomplete_request"),
+    ("no secret", _with(appSecret=""), _insufficient("App Secret"), "incomplete_request"),
+    ("no code", _with(accessCode=""), _insufficient("Access Code"), "incomplete_request"),
+    ("no challenge", _with(challenge=""), _insufficient("Challenge"), "incomplete_request"),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "err", "code"), [row[1:] for row in EXCHANGE_ROWS], ids=[row[0] for row in EXCHANGE_ROWS]
+)
+def test_exchange_errors(emu: Emulator, http: httpx.Client, scenario: Scenario, err: str, code: str) -> None:
+    body = {k: v for k, v in scenario(http, emu).items() if v}  # an empty field is left out altogether
+    reply = exchange(http, body)
+    assert reply.status_code == 401 and reply.json() == {"err": err}
+    # The package's parser turns the same answer into its own error code.
+    again = scenario(http, emu)
+    call = _protocol.exchange_code(
+        emu.url, again["appId"], again["appSecret"], again["accessCode"], again["challenge"]
+    )
+    with pytest.raises(AccessCodeRejected) as caught:
+        _transport.call(http, call)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize("wrong", [{"challenge": "d" * 43}, {"appSecret": "0" * 10}])
+def test_a_wrong_challenge_or_secret_burns_the_code(
+    emu: Emulator, http: httpx.Client, wrong: dict[str, str]
+) -> None:
+    code = code_for(http, emu)
+    assert exchange(http, exchange_body(emu, code, **wrong)).status_code == 401
+    assert exchange(http, exchange_body(emu, code)).json() == {"err": "Access code not found."}
+
+
+def test_a_wrong_app_id_leaves_the_code_valid(emu: Emulator, http: httpx.Client) -> None:
+    code = code_for(http, emu)
+    assert exchange(http, exchange_body(emu, code, appId="0" * 10)).status_code == 401
+    assert exchange(http, exchange_body(emu, code)).status_code == 200
+
+
+def test_a_code_lives_ten_minutes(emu: Emulator, http: httpx.Client) -> None:
+    code = code_for(http, emu)
+    emu.advance_clock(590)
+    assert exchange(http, exchange_body(emu, code)).status_code == 200
+
+
+def test_s256_mode_hashes_the_verifier() -> None:
+    verifier = _protocol.make_verifier()
+    challenge = _protocol.challenge_for(verifier, "S256")
+    with Emulator(redirect_url=REDIRECT, challenge_method="S256") as emu, \
+            httpx.Client(base_url=emu.url, timeout=5) as http:
+        creds = emu.credentials
+        # Sending the challenge itself proves nothing: the server hashes what it gets.
+        code = code_for(http, emu, challenge=challenge)
+        reply = exchange(http, exchange_body(emu, code, challenge=challenge))
+        assert reply.json()["err"].startswith("Code challenge mismatch")
+        code = code_for(http, emu, challenge=challenge)
+        call = _protocol.exchange_code(emu.url, creds["app_id"], creds["app_secret"], code, verifier)
+        pair = _transport.call(http, call)
+        assert _transport.call(http, _protocol.whoami(emu.url, pair.token)).user.name == "Ada Lovelace"
+
+
+# --- /auth/token: refresh -----------------------------------------------------------------------------------
+
+
+def test_refresh_gives_a_new_pair_and_the_old_one_keeps_working(emu: Emulator, http: httpx.Client) -> None:
+    old = app_login(http, emu)
+    reply = exchange(http, refresh_body(emu, old["refreshToken"]))
+    assert reply.status_code == 200 and reply.headers["cache-control"] == "no-cache, no-store"
+    new = reply.json()
+    assert set(new) == {"token", "refreshToken"} and new["token"] != old["token"]
+    assert is_valid(http, new["token"]) and is_valid(http, old["token"])
+    assert exchange(http, refresh_body(emu, old["refreshToken"])).status_code == 200
+    assert exchange(http, refresh_body(emu, new["refreshToken"])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "err"),
+    [
+        ({"appSecret": "0" * 10}, "Invalid request"),
+        ({"appId": "0" * 10}, "Invalid request"),
+        ({"refreshToken": "garbage"}, "Invalid request"),
+        ({"refreshToken": "its id, another secret"}, "Invalid token"),
+        ({"refreshToken": ""},
+         "Invalid request, insufficient information provided. A valid refresh token is required."),
+    ],
+)
+def test_refresh_errors(emu: Emulator, http: httpx.Client, change: dict[str, str], err: str) -> None:
+    pair = app_login(http, emu)
+    if change.get("refreshToken") == "its id, another secret":
+        change = {"refreshToken": pair["refreshToken"][:10] + "0" * 32}
+    reply = exchange(http, refresh_body(emu, pair["refreshToken"], **change))
+    assert reply.status_code == 401 and reply.json() == {"err": err}
+
+
+def test_a_refresh_token_lives_about_six_months(emu: Emulator, http: httpx.Client) -> None:
+    first, second = app_login(http, emu), app_login(http, emu)
+    emu.advance_clock(SIX_MONTHS - 3600)
+    assert exchange(http, refresh_body(emu, first["refreshToken"])).status_code == 200
+    emu.advance_clock(7200)
+    reply = exchange(http, refresh_body(emu, second["refreshToken"]))
+    assert reply.status_code == 401 and reply.json() == {"err": "Refresh token expired"}
+    creds = emu.credentials
+    call = _protocol.refresh(emu.url, creds["app_id"], creds["app_secret"], first["refreshToken"])
+    with pytest.raises(RefreshRejected) as caught:
+        _transport.call(http, call)
+    assert caught.value.code == "refresh_expired"
+
+
+# --- the Authorization header -------------------------------------------------------------------------------
+
+ROUTES = [
+    ("GET", "/auth/accesscode"),
+    ("POST", "/auth/token"),
+    ("POST", "/auth/logout"),
+    ("POST", "/graphql"),
+    ("GET", "/authn/verify/abcdefghij/challenge"),
+    ("GET", "/no/such/route"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("prefix", ["Bearer ", ""])
+def test_a_bad_token_is_refused_on_every_route(
+    http: httpx.Client, method: str, path: str, prefix: str
+) -> None:
+    reply = http.request(method, path, headers={"Authorization": prefix + "0" * 42}, json={})
+    assert reply.status_code == 403
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.content == INVALID_TOKEN
+    assert reply.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_logged_out_or_revoked_token_is_refused(emu: Emulator, http: httpx.Client) -> None:
+    pair = app_login(http, emu)
+    pat = new_pat(http, emu, ["profile:read"])
+    assert http.post("/auth/logout", json={"token": pair["token"]}).status_code == 200
+    revoked = gql(http, REVOKE_TOKEN, emu.credentials["session_token"], t=pat)
+    assert revoked.json() == {"data": {"apiTokenRevoke": True}}
+    for token in (pair["token"], pat):
+        reply = http.post("/auth/token", json=exchange_body(emu, "x"), headers={"Authorization": token})
+        assert (reply.status_code, reply.content) == (403, INVALID_TOKEN)
+        with pytest.raises(InvalidToken):
+            _transport.call(http, _protocol.whoami(emu.url, token))
+
+
+def test_no_header_is_anonymous(http: httpx.Client) -> None:
+    reply = gql(http, "{ activeUser { id } }")
+    assert reply.status_code == 200 and reply.json() == {"data": {"activeUser": None}}
+
+
+# --- CORS ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/auth/token", "/auth/accesscode", "/auth/logout", "/graphql", "/elsewhere"]
+)
+def test_options_is_204_with_cors(http: httpx.Client, path: str) -> None:
+    preflight = {"Origin": "http://example.org", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    reply = http.options(path, headers=preflight)
+    assert reply.status_code == 204
+    assert reply.headers["access-control-allow-origin"] == "*"
+    assert "content-type" in reply.headers["access-control-allow-headers"]
+
+
+def test_every_answer_allows_any_origin(emu: Emulator, http: httpx.Client) -> None:
+    replies = [
+        http.post("/auth/token", json={}),
+        http.get("/auth/accesscode"),
+        http.post("/auth/logout", json={}),
+        gql(http, "{ serverInfo { name } }"),
+        http.get("/nowhere"),
+        http.get(f"/authn/verify/{emu.credentials['app_id']}/{CHALLENGE}"),
+    ]
+    assert [r.status_code for r in replies] == [401, 400, 400, 200, 404, 200]
+    assert all(r.headers["access-control-allow-origin"] == "*" for r in replies)
+
+
+# --- /auth/logout -------------------------------------------------------------------------------------------
+
+
+def test_logout_ends_the_token_and_its_refresh_token(emu: Emulator, http: httpx.Client) -> None:
+    pair = app_login(http, emu)
+    reply = http.post("/auth/logout", json={"token": pair["token"], "refreshToken": pair["refreshToken"]})
+    assert reply.status_code == 200 and reply.json() == {"message": "You have logged out."}
+    assert not is_valid(http, pair["token"])
+    assert exchange(http, refresh_body(emu, pair["refreshToken"])).json() == {"err": "Invalid request"}
+
+
+@pytest.mark.parametrize("body", [{}, {"token": ""}, {"token": "0" * 42}, {"refreshToken": "0" * 42}])
+def test_logout_refuses_a_missing_or_unknown_token(
+    emu: Emulator, http: httpx.Client, body: dict[str, str]
+) -> None:
+    reply = http.post("/auth/logout", json=body)
+    assert (reply.status_code, reply.text) == (400, "Something went wrong while trying to logout.")
+    with pytest.raises(LogoutFailed):
+        _transport.call(http, _protocol.logout(emu.url, "0" * 42))
+
+
+def test_logout_of_the_old_pair_after_a_refresh_leaves_the_new_one(emu: Emulator, http: httpx.Client) -> None:
+    old = app_login(http, emu)
+    new = exchange(http, refresh_body(emu, old["refreshToken"])).json()
+    _transport.call(http, _protocol.logout(emu.url, old["token"], old["refreshToken"]))
+    assert not is_valid(http, old["token"]) and is_valid(http, new["token"])
+    assert exchange(http, refresh_body(emu, old["refreshToken"])).status_code == 401
+    assert exchange(http, refresh_body(emu, new["refreshToken"])).status_code == 200
+
+
+# --- /graphql -----------------------------------------------------------------------------------------------
+
+
+def test_whoami_with_a_pat(emu: Emulator, http: httpx.Client) -> None:
+    query = ("{ activeUser { id name email company avatar bio verified role } "
+             "serverInfo { name company canonicalUrl version } }")
+    reply = gql(http, query, emu.credentials["pat"])
+    assert reply.status_code == 200 and reply.headers["cache-control"] == "no-store"
+    data = reply.json()["data"]
+    assert data["activeUser"]["id"] == emu.credentials["users"][0]["id"]
+    assert data["activeUser"]["email"] == "ada@example.com"
+    assert data["serverInfo"]["canonicalUrl"] == emu.url
+    me = _transport.call(http, _protocol.whoami(emu.url, emu.credentials["users"][1]["pat"]))
+    assert (me.user.name, me.user.email, me.server.url) == ("Grace Hopper", "grace@example.com", emu.url)
+
+
+def test_email_is_null_without_profile_email(emu: Emulator, http: httpx.Client) -> None:
+    reply = gql(http, "{ activeUser { name email } }", new_pat(http, emu, ["profile:read"]))
+    assert reply.json() == {"data": {"activeUser": {"name": "Ada Lovelace", "email": None}}}
+
+
+def test_a_missing_scope_is_a_forbidden_error(emu: Emulator, http: httpx.Client) -> None:
+    app_token = app_login(http, emu)["token"]
+    reply = gql(http, "{ activeUser { apiTokens { id } } }", app_token)
+    assert reply.status_code == 200
+    assert reply.json() == {
+        "data": {"activeUser": None},
+        "errors": [{
+            "message": "Your auth token does not have the required scope: tokens:read.",
+            "locations": [{"line": 1, "column": 16}],
+            "path": ["activeUser", "apiTokens"],
+            "extensions": {"code": "FORBIDDEN", "scope": "tokens:read", "statusCode": 403},
+        }],
+    }
+    with pytest.raises(MissingScope) as caught:
+        _transport.call(http, _protocol.token_scopes(emu.url, app_token))
+    assert caught.value.scope == "tokens:read"
+
+
+@pytest.mark.parametrize(
+    ("scopes", "query", "scope", "data"),
+    [
+        (["streams:read"], "{ activeUser { id } }", "profile:read", {"activeUser": None}),
+        (["profile:read"], "{ activeUser { projects { totalCount } } }", "streams:read",
+         {"activeUser": None}),
+        (["profile:read"], "{ authenticatedAsApp { id } }", "apps:read", {"authenticatedAsApp": None}),
+        (["profile:read"], 'mutation { apiTokenCreate(token: {name: "x", scopes: []}) }', "tokens:write",
+         None),
+        (["profile:read"], 'mutation { apiTokenRevoke(token: "x") }', "tokens:write", None),
+        (["profile:read"], 'mutation { appRevokeAccess(appId: "x") }', "apps:write",
+         {"appRevokeAccess": None}),
+    ],
+)
+def test_scopes_are_enforced(
+    emu: Emulator, http: httpx.Client, scopes: list[str], query: str, scope: str, data: Any
+) -> None:
+    reply = gql(http, query, new_pat(http, emu, scopes)).json()
+    assert reply["data"] == data
+    [error] = reply["errors"]
+    assert error["extensions"] == {"code": "FORBIDDEN", "scope": scope, "statusCode": 403}
+    assert error["message"] == f"Your auth token does not have the required scope: {scope}."
+
+
+def test_each_user_has_demo_projects(emu: Emulator, http: httpx.Client) -> None:
+    query = "{ activeUser { projects { totalCount items { id name } } } }"
+    for user, count in zip(emu.credentials["users"], (3, 2), strict=True):
+        projects = gql(http, query, user["pat"]).json()["data"]["activeUser"]["projects"]
+        assert projects["totalCount"] == len(projects["items"]) == count
+
+
+def test_the_app_query_is_public(emu: Emulator, http: httpx.Client) -> None:
+    app = _transport.call(http, _protocol.app_info(emu.url, emu.credentials["app_id"]))
+    assert app is not None
+    assert app["redirectUrl"] == REDIRECT and [s["name"] for s in app["scopes"]] == PAT_SCOPES
+    reply = gql(http, "query($id: String!) { app(id: $id) { trustByDefault } }", id="nope")
+    assert reply.json() == {"data": {"app": None}}
+
+
+def test_authenticated_as_app(emu: Emulator, http: httpx.Client) -> None:
+    app, token = created_app_token(http, emu, ["profile:read", "apps:read"])
+    reply = gql(http, "{ authenticatedAsApp { id name } }", token)
+    assert reply.json() == {"data": {"authenticatedAsApp": {"id": app["app_id"], "name": "Test app"}}}
+    web = gql(http, "{ authenticatedAsApp { id } }", emu.credentials["session_token"])
+    assert web.json() == {"data": {"authenticatedAsApp": None}}
+
+
+def test_api_token_create_list_and_revoke(emu: Emulator, http: httpx.Client) -> None:
+    session = emu.credentials["session_token"]
+    pat = new_pat(http, emu, ["profile:read", "tokens:read"], lifespan=3_600_000)
+    assert HEX42.fullmatch(pat)
+    assert _transport.call(http, _protocol.token_scopes(emu.url, pat)) == ["profile:read", "tokens:read"]
+    listed = gql(http, "{ activeUser { apiTokens { id name lifespan createdAt lastUsed } } }", session)
+    [mine] = [t for t in listed.json()["data"]["activeUser"]["apiTokens"] if t["id"] == pat[:10]]
+    assert (mine["name"], mine["lifespan"]) == ("test", 3_600_000)
+    assert gql(http, REVOKE_TOKEN, session, t=pat).json() == {"data": {"apiTokenRevoke": True}}
+    assert not is_valid(http, pat)
+    again = gql(http, REVOKE_TOKEN, session, t=pat).json()
+    assert again["data"] is None and again["errors"][0]["message"] == "Did not revoke token"
+
+
+def test_api_token_create_refuses_tokens_write(emu: Emulator, http: httpx.Client) -> None:
+    token = {"name": "x", "scopes": ["profile:read", "tokens:write"]}
+    reply = gql(http, CREATE_TOKEN, emu.credentials["session_token"], t=token).json()
+    assert reply["data"] is None
+    [error] = reply["errors"]
+    assert error["message"] == "You can't create a personal access token with the tokens:write scope"
+    assert error["extensions"] == {"code": "TOKEN_CREATE_ERROR", "statusCode": 400}
+
+
+def test_api_token_create_refuses_scopes_the_creator_lacks(emu: Emulator, http: httpx.Client) -> None:
+    _, app_token = created_app_token(http, emu, ["profile:read", "tokens:write"])
+    reply = gql(http, CREATE_TOKEN, app_token, t={"name": "x", "scopes": ["server:setup"]}).json()
+    assert reply["data"] is None
+    assert reply["errors"][0]["message"] == "You can't create a token with scopes that you don't have"
+    assert reply["errors"][0]["extensions"]["code"] == "TOKEN_CREATE_ERROR"
+
+
+def test_app_revoke_access(emu: Emulator, http: httpx.Client) -> None:
+    first, second = app_login(http, emu), app_login(http, emu)
+    query = "mutation($a: String!) { appRevokeAccess(appId: $a) }"
+    reply = gql(http, query, emu.credentials["session_token"], a=emu.credentials["app_id"])
+    assert reply.json() == {"data": {"appRevokeAccess": True}}
+    for pair in (first, second):
+        assert not is_valid(http, pair["token"])
+        assert exchange(http, refresh_body(emu, pair["refreshToken"])).json() == {"err": "Invalid request"}
+    assert is_valid(http, app_login(http, emu)["token"])  # a new authorization works as before
+    assert is_valid(http, emu.credentials["pat"])  # PATs do not belong to the app
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"query": "{ activeUser { id "}, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
+        ({"query": ""}, "BAD_REQUEST"),
+        ({"query": "query($id: String!) { app(id: $id) { id } }"}, "BAD_USER_INPUT"),
+        ({"query": "{ serverInfo { name } }", "variables": [1]}, "BAD_REQUEST"),
+    ],
+)
+def test_a_query_that_cannot_run_is_400(http: httpx.Client, body: dict[str, Any], code: str) -> None:
+    reply = http.post("/graphql", json=body)
+    assert reply.status_code == 400 and "data" not in reply.json()
+    assert reply.json()["errors"][0]["extensions"]["code"] == code
+
+
+def test_specklepy_authenticates_with_the_pat(emu: Emulator) -> None:
+    from specklepy.api.client import SpeckleClient
+
+    client = SpeckleClient(host=emu.url.removeprefix("http://"), use_ssl=False)
+    client.authenticate_with_token(emu.credentials["pat"])
+    assert client.account.userInfo.email == "ada@example.com"
+    assert client.active_user.get().name == "Ada Lovelace"
+    server = client.server.get()
+    assert server.name == "Speckle Emulator" and server.workspaces is not None
+    assert {"profile:read", "tokens:write"} <= {s["name"] for s in server.scopes or []}
+    assert client.server.version()[:2] == (2, 26)
+    assert client.active_user.get_projects().total_count == 3
+
+
+# --- the web frontend ---------------------------------------------------------------------------------------
+
+
+def xsrf(page: str) -> str:
+    match = re.search(r'name="_xsrf" value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def verify_path(app_id: str) -> str:
+    return f"/authn/verify/{app_id}/{CHALLENGE}"
+
+
+def sign_in(browser: httpx.Client, path: str, email: str, password: str) -> httpx.Response:
+    form = browser.get(path).text
+    fields = {"_xsrf": xsrf(form), "action": "signin", "email": email, "password": password}
+    return browser.post(path, data=fields)
+
+
+def test_sign_in_consent_and_authorize(emu: Emulator, browser: httpx.Client) -> None:
+    path = verify_path(emu.credentials["app_id"])
+    form = browser.get(path)
+    assert form.status_code == 200 and form.headers["content-type"].startswith("text/html")
+    expected = ('name="email"', 'name="password"', ">Sign in</button>", "ada@example.com",
+                "grace@example.com")
+    for text in expected:
+        assert text in form.text
+    wrong = sign_in(browser, path, "grace@example.com", "nope")
+    assert wrong.status_code == 401 and "Wrong email or password." in wrong.text
+    signed_in = sign_in(browser, path, "grace@example.com", "speckle-grace")
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == path
+    consent = browser.get(path)
+    expected = ("Grace Hopper", "Speckle notebook login", *PAT_SCOPES, ">Authorize</button>",
+                ">Deny</button>")
+    for text in expected:
+        assert text in consent.text
+    authorized = browser.post(path, data={"_xsrf": xsrf(consent.text), "action": "authorize"})
+    assert authorized.status_code == 302
+    location = authorized.headers["location"]
+    assert location.startswith(f"{REDIRECT}?access_code=")
+    creds = emu.credentials
+    code = location.split("=", 1)[1]
+    call = _protocol.exchange_code(emu.url, creds["app_id"], creds["app_secret"], code, CHALLENGE)
+    pair = _transport.call(browser, call)
+    assert _transport.call(browser, _protocol.whoami(emu.url, pair.token)).user.name == "Grace Hopper"
+
+
+def test_deny_sends_the_browser_back_denied(emu: Emulator, browser: httpx.Client) -> None:
+    path = verify_path(emu.credentials["app_id"])
+    sign_in(browser, path, "ada@example.com", "speckle-ada")
+    denied = browser.post(path, data={"_xsrf": xsrf(browser.get(path).text), "action": "deny"})
+    assert (denied.status_code, denied.headers["location"]) == (302, f"{REDIRECT}?denied=true")
+    assert emu.requests_seen("/auth/token") == 0
+
+
+def test_a_trusted_app_skips_consent(emu: Emulator, browser: httpx.Client) -> None:
+    trusted = emu.create_app("Trusted", "http://127.0.0.1:9999/trusted", ["profile:read"], trusted=True)
+    path = verify_path(trusted["app_id"])
+    sign_in(browser, path, "ada@example.com", "speckle-ada")
+    reply = browser.get(path)
+    assert reply.status_code == 302
+    assert reply.headers["location"].startswith("http://127.0.0.1:9999/trusted?access_code=")
+
+
+def test_the_session_cookie_is_http_only(emu: Emulator, browser: httpx.Client) -> None:
+    reply = sign_in(browser, verify_path(emu.credentials["app_id"]), "ada@example.com", "speckle-ada")
+    cookie = reply.headers["set-cookie"]
+    assert cookie.startswith("speckle_emulator_session=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_authorize_without_a_session_goes_back_to_sign_in(emu: Emulator, browser: httpx.Client) -> None:
+    path = verify_path(emu.credentials["app_id"])
+    reply = browser.post(path, data={"_xsrf": xsrf(browser.get(path).text), "action": "authorize"})
+    assert (reply.status_code, reply.headers["location"]) == (303, path)
+
+
+def test_an_unknown_app_and_a_forged_post_are_refused(emu: Emulator, browser: httpx.Client) -> None:
+    missing = browser.get(verify_path("nosuchapp0"))
+    assert missing.status_code == 404 and "App not found" in missing.text
+    credentials = {"action": "signin", "email": "ada@example.com", "password": "speckle-ada"}
+    forged = browser.post(verify_path(emu.credentials["app_id"]), data=credentials)
+    assert forged.status_code == 403 and not browser.cookies.get("speckle_emulator_session")
+
+
+def test_pages_escape_what_they_show(emu: Emulator, browser: httpx.Client) -> None:
+    app = emu.create_app("<script>alert(1)</script>", "http://127.0.0.1:9999/cb?a=<b>", ["profile:read"])
+    path = verify_path(app["app_id"])
+    assert "<script>alert" not in browser.get(path).text
+    sign_in(browser, path, "ada@example.com", "speckle-ada")
+    consent = browser.get(path).text
+    assert "<script>alert" not in consent and "&lt;script&gt;alert(1)&lt;/script&gt;" in consent
+    assert "a=&lt;b&gt;" in consent
+
+
+# --- faults and traffic -------------------------------------------------------------------------------------
+
+
+def test_an_error_fault_hits_count_requests(emu: Emulator, http: httpx.Client) -> None:
+    emu.inject_fault("/auth/token", "error", count=2, status=503)
+    replies = [http.post("/auth/token", json={}) for _ in range(3)]
+    assert [(r.status_code, r.text) for r in replies[:2]] == [(503, "Internal Server Error")] * 2
+    assert replies[2].status_code == 401
+    assert emu.requests_seen("/auth/token") == 3
+    emu.inject_fault("/graphql", "error")
+    with pytest.raises(SpeckleServerError):
+        _transport.call(http, _protocol.whoami(emu.url, emu.credentials["pat"]))
+
+
+def test_a_slow_fault_answers_late(emu: Emulator, http: httpx.Client) -> None:
+    emu.inject_fault("/graphql", "slow", delay=0.3)
+    started = time.monotonic()
+    reply = gql(http, "{ serverInfo { name } }")
+    assert time.monotonic() - started >= 0.3 and reply.status_code == 200
+    emu.inject_fault("/graphql", "slow", delay=0.5)
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/graphql", json={"query": "{ serverInfo { name } }"}, timeout=0.1)
+
+
+def test_a_drop_fault_closes_the_connection(emu: Emulator, http: httpx.Client) -> None:
+    emu.inject_fault("/auth/token", "drop", count=2)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        http.post("/auth/token", json={})
+    creds = emu.credentials
+    with pytest.raises(SpeckleUnreachable):
+        _transport.call(http, _protocol.refresh(emu.url, creds["app_id"], creds["app_secret"], "0" * 42))
+    assert http.post("/auth/token", json={}).status_code == 401
+
+
+def test_a_fault_without_count_lasts_until_cleared(emu: Emulator, http: httpx.Client) -> None:
+    emu.inject_fault("/auth/logout", "error", count=None, status=500)
+    assert {http.post("/auth/logout", json={}).status_code for _ in range(3)} == {500}
+    emu.clear_faults()
+    assert http.post("/auth/logout", json={}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "bad", [{"kind": "explode"}, {"route": "graphql"}, {"count": 0}, {"status": 200}, {"delay": -1.0}]
+)
+def test_inject_fault_checks_its_arguments(emu: Emulator, bad: dict[str, Any]) -> None:
+    args: dict[str, Any] = {"route": "/graphql", "kind": "error", **bad}
+    with pytest.raises(ValueError):
+        emu.inject_fault(args.pop("route"), args.pop("kind"), **args)
+
+
+def test_faults_and_clock_over_http(emu: Emulator, http: httpx.Client) -> None:
+    spec = {"route": "/graphql", "kind": "error", "count": None, "status": 504}
+    assert http.post("/__emulator__/faults", json=spec).status_code == 204
+    assert [gql(http, "{ serverInfo { name } }").status_code for _ in range(2)] == [504, 504]
+    assert http.delete("/__emulator__/faults").status_code == 204
+    assert gql(http, "{ serverInfo { name } }").status_code == 200
+    assert http.post("/__emulator__/faults", json={"route": "/graphql", "kind": "nope"}).status_code == 400
+    code = code_for(http, emu)
+    assert http.post("/__emulator__/clock", json={"advance": 601}).status_code == 204
+    assert exchange(http, exchange_body(emu, code)).json() == {"err": "Access code expired"}
+    assert http.post("/__emulator__/clock", json={"advance": "soon"}).status_code == 400
+
+
+def test_requests_seen_and_their_headers(emu: Emulator, http: httpx.Client) -> None:
+    assert emu.requests_seen("/auth/token") == 0 and emu.last_request_headers("/auth/token") == {}
+    app_login(http, emu)
+    _transport.call(http, _protocol.whoami(emu.url, emu.credentials["pat"]))
+    assert emu.requests_seen("/auth/token") == 1
+    token_headers = emu.last_request_headers("/auth/token")
+    assert "Authorization" not in token_headers and "authorization" not in token_headers
+    assert token_headers["Content-Type"] == "application/json"
+    assert emu.last_request_headers("/graphql")["authorization"] == f"Bearer {emu.credentials['pat']}"
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT])
+def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals) -> None:
+    creds_file = tmp_path / "emulator.json"
+    command = [sys.executable, "-m", "speckle_nb_auth.emulator", "--port", "0",
+               "--credentials-file", str(creds_file), "--redirect-url", REDIRECT]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            assert ready, "the emulator printed nothing"
+            line = proc.stdout.readline()
+            match = re.fullmatch(r"Speckle emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
+            assert match, line
+            assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+            creds = json.loads(creds_file.read_text())
+            assert creds["url"] == match.group(1) and creds["redirect_url"] == REDIRECT
+            with httpx.Client(timeout=5) as http:
+                me = _transport.call(http, _protocol.whoami(creds["url"], creds["pat"]))
+            assert me.user.email == creds["users"][0]["email"]
+            proc.send_signal(stop_with)
+            proc.wait(timeout=10)  # it prints a few lines only: the pipes cannot fill up
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.returncode == 0, err
+    printed = line + out + err
+    assert "ada@example.com" in printed and "speckle-ada" in printed
+    for secret in (creds["pat"], creds["session_token"], creds["app_secret"]):
+        assert secret not in printed

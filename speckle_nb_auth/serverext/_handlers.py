@@ -1,0 +1,218 @@
+"""The routes under `<base_url>speckle-auth/`: thin Tornado handlers that read the request, call `Logins`,
+and write a page (the routes a login tab visits) or JSON (the routes the panel calls).
+
+Every verb needs Jupyter's own authentication, and POSTs need its XSRF token when the caller authenticates
+with a cookie. The callback never raises `HTTPError`: Tornado would log its URL, code included. It always ends
+in a redirect to the clean result URL, which renders the outcome from the flow the browser's cookie names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, cast
+
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from .._errors import SpeckleAuthError
+from ._flows import is_flow_id
+from ._logins import Logins, Refused
+from ._pages import PAGE_CSP, Page, error_status, flow_page, new_nonce, page_headers, problem_page, render
+
+__all__ = ["flow_cookie_name", "routes"]
+
+PREFIX = "speckle-auth"
+
+
+def flow_cookie_name(port: int, base_url: str) -> str:
+    """Unique to one Jupyter server: browsers share cookies between the ports of a host."""
+    digest = hashlib.sha256(base_url.encode("utf-8")).hexdigest()[:10]
+    return f"speckle-auth-flow-{port}-{digest}"
+
+
+class _SpeckleAuthMixin(ExtensionHandlerMixin):
+    @property
+    def logins(self) -> Logins:
+        return cast(Logins, self.extensionapp.logins)  # type: ignore[attr-defined]
+
+
+class _PageHandler(_SpeckleAuthMixin, JupyterHandler):
+    """A route a login tab visits: it answers with a page of ours or a redirect, never a page with a referrer
+    or a frame to leak through."""
+
+    @property
+    def content_security_policy(self) -> str:
+        return PAGE_CSP
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-store")
+
+    @property
+    def _cookie_name(self) -> str:
+        return flow_cookie_name(self.serverapp.port, self.base_url)
+
+    def cookie_flow_id(self) -> str | None:
+        value = self.get_signed_cookie(self._cookie_name, max_age_days=self.logins.store.lifetime / 86400)
+        flow_id = value.decode("ascii", "replace") if value else None
+        return flow_id if is_flow_id(flow_id) else None
+
+    def set_flow_cookie(self, flow_id: str) -> None:
+        # behind a proxy that ends TLS, Jupyter itself sees http
+        forwarded = self.request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        https = self.request.protocol == "https" or forwarded == "https"
+        self.set_signed_cookie(
+            self._cookie_name,
+            flow_id,
+            expires_days=None,
+            path=self.base_url,
+            max_age=int(self.logins.store.lifetime),
+            httponly=True,
+            samesite="Lax",
+            secure=https,
+        )
+
+    def show(self, page: Page) -> None:
+        nonce = new_nonce()
+        self.set_status(page.status)
+        for name, value in page_headers(nonce).items():
+            self.set_header(name, value)
+        self.finish(render(page, nonce))
+
+
+class LoginHandler(_PageHandler):
+    @web.authenticated
+    def get(self) -> None:
+        flow_id = self.get_query_argument("flow", None)
+        server_url = self.get_query_argument("server", None)
+        try:
+            url = self.logins.start(server_url, flow_id, replaces=self.cookie_flow_id())
+        except Refused as refused:
+            self.show(Page(refused.status, refused.title, refused.message))
+            return
+        self.set_flow_cookie(cast(str, flow_id))
+        self.redirect(url)
+
+
+class CallbackHandler(_PageHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            problem = await self.logins.finish(
+                self.cookie_flow_id(),
+                self.get_query_argument("access_code", None),
+                self.get_query_argument("denied", None) == "true",
+            )
+        except Exception as err:  # never let Tornado log this URL
+            self.log.error("The Speckle callback failed with an unexpected %s", type(err).__name__)
+            self.show(Page(500, "Login failed", "The login failed because of an unexpected error."))
+            return
+        result = url_path_join(self.base_url, PREFIX, "result")
+        self.redirect(f"{result}?problem={problem}" if problem else result)
+
+
+class ResultHandler(_PageHandler):
+    @web.authenticated
+    def get(self) -> None:
+        page = problem_page(self.get_query_argument("problem", ""))
+        if page is None:
+            flow_id = self.cookie_flow_id()
+            page = flow_page(self.logins.store.get(flow_id) if flow_id else None)
+        self.show(page)
+
+
+class _JsonHandler(_SpeckleAuthMixin, APIHandler):
+    """A route the panel calls: JSON in and out, errors as `{"error": code, "message": ...}`, no caching."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+
+    def reply(self, body: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body))
+
+    def refuse(self, status: int, code: str, message: str) -> None:
+        self.reply({"error": code, "message": message}, status)
+
+    def valid_flow_id(self, flow_id: str) -> bool:
+        if is_flow_id(flow_id):
+            return True
+        self.refuse(400, "bad_flow_id", "A flow id is 16-64 characters of A-Z, a-z, 0-9, '_' and '-'.")
+        return False
+
+
+class StatusHandler(_JsonHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.reply(self.logins.status())
+
+
+class FlowHandler(_JsonHandler):
+    @web.authenticated
+    def get(self, flow_id: str) -> None:
+        if not self.valid_flow_id(flow_id):
+            return
+        flow = self.logins.store.get(flow_id)
+        if flow is None or flow.claimed:
+            self.refuse(404, "unknown_flow", "No login with this id is known here (it ended or never began).")
+            return
+        # the panel keeps waiting either way
+        status = "pending" if flow.status == "exchanging" else flow.status
+        self.reply({"status": status, "message": flow.message})
+
+
+class ClaimHandler(_JsonHandler):
+    @web.authenticated
+    def post(self, flow_id: str) -> None:
+        if not self.valid_flow_id(flow_id):
+            return
+        claimed = self.logins.store.claim(flow_id)
+        if claimed is None:
+            flow = self.logins.store.get(flow_id)
+            if flow is not None and not flow.claimed and flow.status != "done":
+                self.refuse(409, "not_done", f"This login has no token to hand over (it is {flow.status}).")
+            else:
+                self.refuse(404, "unknown_flow", "No token waits for this login (it was already collected).")
+            return
+        server_url, tokens = claimed
+        self.reply({"server_url": server_url, "token": tokens.token, "refresh_token": tokens.refresh_token})
+
+
+class RefreshHandler(_JsonHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        try:
+            # parsed here, not with get_json_body, which logs a body it cannot parse (a token, here)
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {}
+        try:
+            pair = await self.logins.refresh(body.get("server_url"), body.get("refresh_token"))
+        except Refused as refused:
+            self.refuse(refused.status, refused.code, refused.message)
+            return
+        except SpeckleAuthError as err:
+            self.refuse(error_status(err.code), err.code, err.message)
+            return
+        self.reply({"token": pair.token, "refresh_token": pair.refresh_token})
+
+
+def routes() -> list[tuple[str, type[web.RequestHandler]]]:
+    """Patterns relative to the server's base_url (the ExtensionApp prefixes it)."""
+    return [
+        (rf"/{PREFIX}/status", StatusHandler),
+        (rf"/{PREFIX}/login", LoginHandler),
+        (rf"/{PREFIX}/callback", CallbackHandler),
+        (rf"/{PREFIX}/result", ResultHandler),
+        (rf"/{PREFIX}/flows/([^/]+)", FlowHandler),
+        (rf"/{PREFIX}/flows/([^/]+)/claim", ClaimHandler),
+        (rf"/{PREFIX}/refresh", RefreshHandler),
+    ]

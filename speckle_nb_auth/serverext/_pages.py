@@ -1,0 +1,186 @@
+"""The small HTML pages a login tab shows, and the headers that make them safe to show a result on.
+
+Every page is one document with one inline script, allowed by a fresh nonce under a CSP that allows
+nothing else. The script tells the panel the flow's status over a same-origin `BroadcastChannel` (the panel
+also polls, so nothing depends on it) and closes the tab after a success. Every value shown is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from dataclasses import dataclass
+
+from ._flows import Flow
+
+__all__ = [
+    "CHANNEL",
+    "PAGE_CSP",
+    "RETRY",
+    "Page",
+    "error_status",
+    "flow_page",
+    "new_nonce",
+    "page_headers",
+    "problem_page",
+    "render",
+    "success",
+]
+
+CHANNEL = "speckle-nb-auth"
+RETRY = "Go back to the notebook and click \u201cLog in with Speckle\u201d again."
+# For responses of the login routes that carry no page of ours (redirects, Jupyter's own error pages).
+PAGE_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+# Typed-error codes (`_errors`) that mean Speckle could not be reached or answered wrongly, or that this
+# server is set up wrongly; every other code is Speckle refusing what was sent.
+_UPSTREAM_CODES = {"unreachable", "server_error", "graphql"}
+_CONFIG_CODES = {"configuration", "invalid_server_url"}
+
+
+def error_status(code: str) -> int:
+    """The HTTP status for a typed error's code."""
+    if code in _UPSTREAM_CODES:
+        return 502
+    if code in _CONFIG_CODES:
+        return 500
+    return 400
+
+
+@dataclass(frozen=True)
+class Page:
+    status: int
+    title: str
+    message: str
+    flow_id: str | None = None
+    flow_status: str | None = None  # told to the panel when set
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def page_headers(nonce: str) -> dict[str, str]:
+    return {
+        "Content-Type": "text/html; charset=UTF-8",
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
+
+
+def success(flow_id: str, user_name: str, server_url: str) -> Page:
+    who = f" as {user_name}" if user_name else ""
+    return Page(
+        200,
+        "Signed in to Speckle",
+        f"You are signed in to {server_url}{who}. You can close this tab and go back to the notebook.",
+        flow_id,
+        "done",
+    )
+
+
+def flow_page(flow: Flow | None) -> Page:
+    """The result page for the flow this browser's cookie names."""
+    if flow is None:
+        return Page(
+            400,
+            "No login in progress",
+            "This browser has no Speckle login waiting on this Jupyter server: it may have expired, or "
+            "been started in another browser or by another user.",
+        )
+    if flow.status == "done":
+        return success(flow.id, flow.user_name, flow.server_url)
+    titles = {
+        "denied": (403, "Login cancelled"),
+        "expired": (410, "Login expired"),
+        "superseded": (409, "Login replaced"),
+        "failed": (error_status(flow.error_code), "Login failed"),
+    }
+    if flow.status in titles:
+        status, title = titles[flow.status]
+        return Page(status, title, flow.message, flow.id, flow.status)
+    return Page(
+        409, "Login not finished", "This login is still waiting for Speckle: finish signing in there first."
+    )
+
+
+def problem_page(problem: str) -> Page | None:
+    """The page for a callback that changed no flow (`_logins.CallbackProblem`); None for any other value."""
+    if problem == "used":
+        return Page(
+            409,
+            "Login already completed",
+            "This sign-in was already completed or cancelled: a login goes through once only.",
+        )
+    if problem == "no_code":
+        return Page(400, "Login incomplete", "Speckle sent this tab back without a sign-in code.")
+    return None
+
+
+def render(page: Page, nonce: str) -> str:
+    hint = "" if page.status < 400 else f"<p>{html.escape(RETRY)}</p>"
+    script = ""
+    if page.flow_id and page.flow_status:
+        message = {"type": "speckle-auth", "flow": page.flow_id, "status": page.flow_status}
+        script = _SCRIPT.format(
+            nonce=nonce,
+            channel=_js(CHANNEL),
+            message=_js(message),
+            close="true" if page.flow_status == "done" else "false",
+        )
+    return _DOCUMENT.format(
+        nonce=nonce,
+        title=html.escape(page.title),
+        message=html.escape(page.message),
+        hint=hint,
+        script=script,
+    )
+
+
+def _js(value: object) -> str:
+    """JSON that is safe inside an inline script: no '<', '>' or '&' that could end it early."""
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+_DOCUMENT = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{title} \u00b7 Speckle</title>
+<style nonce="{nonce}">
+body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem;
+       line-height: 1.5; color: #1f2328; }}
+h1 {{ font-size: 1.4rem; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p>{message}</p>
+{hint}
+</main>
+{script}
+</body>
+</html>
+"""
+
+_SCRIPT = """<script nonce="{nonce}">
+(function () {{
+  try {{
+    var channel = new BroadcastChannel({channel});
+    channel.postMessage({message});
+    channel.close();
+  }} catch (err) {{ /* the panel also polls the flow */ }}
+  if ({close}) {{ setTimeout(function () {{ window.close(); }}, 200); }}
+}})();
+</script>"""

@@ -51,7 +51,7 @@ def test_the_script_data_cannot_end_the_script_early() -> None:
     page = Page(400, "t", "m", "</script><b>", "failed")
     html = render(page, NONCE)
     assert html.count("</script>") == 1
-    assert posted(html) == {"type": "speckle-auth", "flow": "</script><b>", "status": "failed"}
+    assert posted(html) == {"type": "speckle-auth", "flow": "</script><b>", "status": "failed", "message": "m"}
 
 
 def test_success_tells_the_panel_and_closes_the_tab() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import html
 import json
 import logging
 import re
@@ -264,8 +265,14 @@ async def whoami(emulator: Emulator, token: str) -> dict[str, Any]:
 
 
 def script_message(page: httpx.Response) -> dict[str, Any] | None:
+    """What the page tells the panel, without the message text (which a failure page adds, as it shows it)."""
     match = re.search(r"channel\.postMessage\((\{.*?\})\);", page.text)
-    return json.loads(match.group(1)) if match else None
+    if not match:
+        return None
+    told = json.loads(match.group(1))
+    text = told.pop("message", None)
+    assert text is None or html.escape(text) in page.text
+    return told
 
 
 # --- status -------------------------------------------------------------------------------------------------
@@ -432,7 +439,10 @@ async def test_login_refuses_what_it_cannot_start_with_a_page_saying_why(
     assert reply.status_code == 400
     assert says in reply.text and "Log in with Speckle" in reply.text
     assert "Location" not in reply.headers and "Set-Cookie" not in reply.headers
-    assert "<script" not in reply.text  # nothing to tell the panel, and nothing echoed
+    if params.get("flow") == FLOW:  # the page tells the waiting panel why, since its flow never started
+        assert script_message(reply) == {"type": "speckle-auth", "flow": FLOW, "status": "failed"}
+    else:  # nothing to tell, and nothing echoed
+        assert "<script" not in reply.text
 
 
 async def test_a_flow_id_starts_one_login_only(browser: Browser, emulator: Emulator) -> None:

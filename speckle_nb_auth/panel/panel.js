@@ -18,12 +18,12 @@ function baseUrl() {
 
 const xsrf = () => (document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/) || [])[1] || "";
 
-// GET speckle-auth/`path`; with `body` (null: empty) a POST carrying Jupyter's XSRF header.
+// GET speckle-auth/`path`; with `body` (null: empty) a POST. Jupyter's XSRF header goes on every call:
+// JupyterHub's single-user servers refuse cookie-authenticated GETs without it.
 async function api(path, body) {
-  const init = { credentials: "same-origin", headers: {} };
+  const init = { credentials: "same-origin", headers: { "X-XSRFToken": xsrf() } };
   if (body !== undefined) {
     init.method = "POST";
-    init.headers["X-XSRFToken"] = xsrf();
     if (body) (init.headers["Content-Type"] = "application/json"), (init.body = JSON.stringify(body));
   }
   const response = await fetch(baseUrl() + "speckle-auth/" + path, init);
@@ -172,7 +172,8 @@ function render({ model, el }) {
     progress.textContent = tab ? "Waiting for you to sign in with Speckle in the new tab…" : "The browser blocked the sign-in tab: open it with the link.";
     try { // the result page (same origin) tells us at once; polling is the fallback that always works
       f.channel = new BroadcastChannel("speckle-nb-auth");
-      f.channel.onmessage = (e) => e.data?.type === "speckle-auth" && e.data.flow === f.id && poll(f);
+      f.channel.onmessage = ({ data: m }) => m?.type !== "speckle-auth" || m.flow !== f.id ? null
+        : m.status === "failed" && m.message ? (stopFlow(f), say(String(m.message), true)) : poll(f);
     } catch {}
     f.timer = setInterval(() => poll(f), 1000);
     flow = f;

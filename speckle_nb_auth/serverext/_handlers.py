@@ -93,7 +93,8 @@ class LoginHandler(_PageHandler):
         try:
             url = self.logins.start(server_url, flow_id, replaces=self.cookie_flow_id())
         except Refused as refused:
-            self.show(Page(refused.status, refused.title, refused.message))
+            told = flow_id if is_flow_id(flow_id) else None  # lets the page tell the waiting panel
+            self.show(Page(refused.status, refused.title, refused.message, told, "failed" if told else None))
             return
         self.set_flow_cookie(cast(str, flow_id))
         self.redirect(url)

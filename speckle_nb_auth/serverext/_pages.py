@@ -129,6 +129,8 @@ def render(page: Page, nonce: str) -> str:
     script = ""
     if page.flow_id and page.flow_status:
         message = {"type": "speckle-auth", "flow": page.flow_id, "status": page.flow_status}
+        if page.flow_status != "done":  # a login refused before its flow existed leaves the panel nothing to poll
+            message["message"] = page.message
         script = _SCRIPT.format(
             nonce=nonce,
             channel=_js(CHANNEL),

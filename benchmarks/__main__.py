@@ -42,11 +42,18 @@ def time_import(module: str, runs: int) -> float:
 def bench_import() -> list[Row]:
     runs = 15
     ours, base, sdk = (time_import(m, runs) for m in ("speckle_nb_auth", "httpx", "specklepy"))
+    # `import specklepy` loads almost nothing; what a user needs before any call is its client class.
+    ours_client = time_import("speckle_nb_auth; speckle_nb_auth.Client", runs)
+    sdk_client = time_import("specklepy.api.client", runs)
     return [
         {"figure": "import speckle_nb_auth vs import httpx", "ours_ms": ours * 1e3, "baseline_ms": base * 1e3,
          "ratio": ours / base, "target": "<= 1.5", "ok": ours / base <= 1.5},
-        {"figure": "import speckle_nb_auth vs import specklepy", "ours_ms": ours * 1e3, "baseline_ms": sdk * 1e3,
-         "ratio": sdk / ours, "target": ">= 3x faster", "ok": sdk / ours >= 3},
+        {"figure": "import speckle_nb_auth vs import specklepy (ratio: how many times faster)",
+         "ours_ms": ours * 1e3, "baseline_ms": sdk * 1e3, "ratio": sdk / ours, "target": ">= 3",
+         "ok": sdk / ours >= 3},
+        {"figure": "speckle_nb_auth.Client ready to use vs specklepy.api.client (ratio: how many times faster)",
+         "ours_ms": ours_client * 1e3, "baseline_ms": sdk_client * 1e3, "ratio": sdk_client / ours_client,
+         "target": ">= 3", "ok": sdk_client / ours_client >= 3},
     ]
 
 

@@ -7,7 +7,6 @@ kernel that only imports it pays for none of them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     AccessCodeRejected,
@@ -27,7 +26,11 @@ from ._errors import (
 )
 from ._version import __version__
 
+# Not `from typing import TYPE_CHECKING`: importing typing alone costs more than the rest of this package.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._client import Client
     from ._login import get_client, login
     from .panel import LoginPanel

@@ -12,7 +12,7 @@ from . import _protocol as protocol
 from ._auth import Refresher, SpeckleAuth
 from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import Reply, ServerInfo, TokenPair, UserInfo, mask
-from ._transport import DEFAULT_TIMEOUT, call, unreachable
+from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
 
 __all__ = ["Client", "direct_refresher"]
 
@@ -52,12 +52,12 @@ class Client:
             raise NotSignedIn("No token was given: paste a personal access token or log in with Speckle.")
         self._url = protocol.normalize_server_url(server, allow_http=allow_http)
         self._app_id = app_id or os.environ.get("SPECKLE_APP_ID") or None
-        self._plain = httpx.Client(timeout=timeout)
+        self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
         if refresher is None:
             refresher = self._refresher_from_environment()
         self._on_refresh = on_refresh
         self._auth = SpeckleAuth(TokenPair(token.strip(), refresh_token or None), refresher, self._stored)
-        self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout)
+        self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout, verify=ssl_context())
         self._forget: list[Callable[[Client], None]] = []
         self._closed = False
         try:

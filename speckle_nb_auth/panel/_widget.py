@@ -505,10 +505,10 @@ def _safe_avatar(value: str | None) -> str:
 def _revoke(server: str, pair: TokenPair) -> None:
     import httpx
 
-    from .._transport import call
+    from .._transport import call, ssl_context
 
     try:
-        with httpx.Client(timeout=5.0) as http:
+        with httpx.Client(timeout=5.0, verify=ssl_context()) as http:
             call(http, protocol.logout(server, pair.token, pair.refresh_token))
     except Exception:  # noqa: BLE001, S110 - best effort
         pass

@@ -171,6 +171,11 @@ class Client:
         return self._auth.pair
 
     @property
+    def closed(self) -> bool:
+        """True once logged out or closed."""
+        return self._closed
+
+    @property
     def can_refresh(self) -> bool:
         return self._auth.can_refresh
 

@@ -70,12 +70,12 @@ def get_client(server: str | None = None) -> Client:
     url = normalize_server_url(server) if server is not None else None
     with _lock:
         if url is None:
-            live = [c for c in _latest if not _closed(c)]
+            live = [c for c in _latest if not c.closed]
             if live:
                 return live[-1]
         else:
             client = _by_server.get(url)
-            if client is not None and not _closed(client):
+            if client is not None and not client.closed:
                 return client
     raise NotSignedIn(
         f"Not signed in to Speckle{f' to {url}' if url else ''} in this kernel. {sources.WAYS_TO_SIGN_IN}"
@@ -111,10 +111,6 @@ def unregister(client: Client) -> None:
         if client in _latest:
             _latest.remove(client)
         _watched.discard(client)
-
-
-def _closed(client: Client) -> bool:
-    return bool(getattr(client, "_closed", False))
 
 
 def _kernel_shell() -> Any:

@@ -145,6 +145,11 @@ class Emulator:
         """How many requests reached `route` (a path such as "/auth/token"), faulted ones included."""
         return self._traffic.seen(route)
 
+    def issued_secrets(self) -> list[str]:
+        """Every token, refresh token, app secret and unused access code it knows, for tests that check for
+        leaks of secrets they never saw themselves (an OAuth token travels browser -> kernel only)."""
+        return self._state.issued_secrets()
+
     def last_request_headers(self, route: str) -> RequestHeaders:
         """The headers of the last request to `route` (empty when none came), in a dict whose lookups
         ignore case."""

@@ -295,6 +295,16 @@ class State:
         with self._lock:
             return list(self._apps.values())
 
+    def issued_secrets(self) -> list[str]:
+        """Every secret handed out and still known: tokens, refresh tokens, app secrets, unused access codes."""
+        with self._lock:
+            return (
+                [token.value for token in self._tokens.values()]
+                + [refresh.id + refresh.secret for refresh in self._refresh_tokens.values()]
+                + [app.secret for app in self._apps.values()]
+                + list(self._codes)
+            )
+
     def user(self, user_id: str) -> User:
         with self._lock:
             return self._users[user_id]

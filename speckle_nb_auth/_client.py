@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -60,6 +62,8 @@ class Client:
         self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout, verify=ssl_context())
         self._forget: list[Callable[[Client], None]] = []
         self._closed = False
+        self._calls = 0  # requests on their way: `close` lets them finish before it closes the transports
+        self._calls_lock = threading.Lock()
         try:
             data = self.graphql(protocol.WHOAMI_QUERY)
             who = protocol.parse_whoami(self._url, data)
@@ -84,29 +88,29 @@ class Client:
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run a GraphQL query or mutation and return its `data`; errors raise (`MissingScope` names the
         scope the token lacks)."""
-        self._check_open()
         body: dict[str, Any] = {"query": query}
         if variables:
             body["variables"] = dict(variables)
-        try:
-            response = self._http.post("/graphql", json=body)
-        except httpx.TransportError as err:
-            raise unreachable(self._url, err) from None
+        with self._in_call():
+            try:
+                response = self._http.post("/graphql", json=body)
+            except httpx.TransportError as err:
+                raise unreachable(self._url, err) from None
         return protocol.parse_graphql(self._url, Reply(response.status_code, response.content))
 
     def scopes(self) -> list[str] | None:
         """The token's scopes where Speckle lets a client learn them: a personal token's from the user's token
         list (needs `tokens:read`), an app token's from its app. None when neither is possible."""
-        self._check_open()
-        token = self._auth.pair.token
-        try:
-            found = call(self._plain, protocol.token_scopes(self._url, token))
-        except MissingScope:
-            found = None
-        if found is None and self._app_id:
-            app = call(self._plain, protocol.app_info(self._url, self._app_id))
-            if app:
-                found = [str(s.get("name")) for s in app.get("scopes") or [] if isinstance(s, dict)]
+        with self._in_call():
+            token = self._auth.pair.token
+            try:
+                found = call(self._plain, protocol.token_scopes(self._url, token))
+            except MissingScope:
+                found = None
+            if found is None and self._app_id:
+                app = call(self._plain, protocol.app_info(self._url, self._app_id))
+                if app:
+                    found = [str(s.get("name")) for s in app.get("scopes") or [] if isinstance(s, dict)]
         return found
 
     def logout(self, revoke: bool = True) -> None:
@@ -141,9 +145,12 @@ class Client:
         return client
 
     def close(self) -> None:
-        self._closed = True
-        self._http.close()
-        self._plain.close()
+        """Refuse new calls at once; calls already on their way (another thread's) finish first."""
+        with self._calls_lock:
+            self._closed = True
+            idle = self._calls == 0
+        if idle:
+            self._close_transports()
 
     def __enter__(self) -> Client:
         return self
@@ -185,6 +192,26 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise NotSignedIn("This Speckle client was logged out: sign in again with login().")
+
+    @contextmanager
+    def _in_call(self) -> Iterator[None]:
+        """One call's requests. A sign-in replaced from the panel's thread closes this client while a cell
+        may be using it: that call completes as it began; only calls begun after `close` are refused."""
+        with self._calls_lock:
+            self._check_open()
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._calls_lock:
+                self._calls -= 1
+                last = self._closed and self._calls == 0
+            if last:
+                self._close_transports()
+
+    def _close_transports(self) -> None:
+        self._http.close()
+        self._plain.close()
 
     def _refresher_from_environment(self) -> Refresher | None:
         app_id, secret = os.environ.get("SPECKLE_APP_ID"), os.environ.get("SPECKLE_APP_SECRET")

@@ -62,6 +62,7 @@ ChallengeMethod = Literal["plain", "S256"]
 T = TypeVar("T")
 
 INVALID_TOKEN_BODY = {"error": "Your token is not valid."}
+_SCOPE_NAME = re.compile(r"[a-z][a-z-]{0,30}:[a-z][a-z-]{0,30}")
 _UNRESERVED = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 WHOAMI_QUERY = (
     "query SpeckleNbAuthWhoAmI { activeUser { id name email company avatar } "
@@ -174,7 +175,10 @@ def normalize_server_url(url: str, *, allow_http: bool = False) -> str:
     raw = url.strip()
     if "://" not in raw:
         host_part = raw.split("/", 1)[0]
-        host_only = host_part.rsplit(":", 1)[0] if host_part.count(":") == 1 else host_part
+        if host_part.startswith("["):  # [::1]:8080
+            host_only = host_part[1 : host_part.find("]")]
+        else:
+            host_only = host_part.rsplit(":", 1)[0] if host_part.count(":") == 1 else host_part
         scheme = "http" if is_loopback_host(host_only) else "https"
         raw = f"{scheme}://{raw}"
     try:
@@ -195,6 +199,8 @@ def normalize_server_url(url: str, *, allow_http: bool = False) -> str:
         )
     if not re.fullmatch(r"[a-z0-9.\-:\[\]]+", host if ":" not in host else f"[{host}]"):
         raise InvalidServerURL(f"'{_shown(url)}' has an invalid host name.")
+    if ":" not in host and not _usable_host(host):
+        raise InvalidServerURL(f"'{_shown(url)}' has an invalid host name.")
     if scheme == "http" and not allow_http and not is_loopback_host(host):
         raise InvalidServerURL(
             f"'{_shown(url)}' uses plain http, which would send your token unencrypted: use https "
@@ -205,6 +211,21 @@ def normalize_server_url(url: str, *, allow_http: bool = False) -> str:
         netloc = f"{netloc}:{port}"
     path = parts.path.rstrip("/")
     return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def _usable_host(host: str) -> bool:
+    """A name the resolver can look up (labels of 1-63 characters, as IDNA encoding checks first), and, when it
+    is written as four dotted numbers, a valid IPv4 address (httpx refuses others)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    if re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+    return True
 
 
 def _shown(value: str, limit: int = 80) -> str:
@@ -428,7 +449,8 @@ def parse_graphql(server: str, reply: Reply) -> dict[str, Any]:
         for error in errors:
             ext = error.get("extensions") if isinstance(error, dict) else None
             if isinstance(ext, dict) and ext.get("code") == "FORBIDDEN" and isinstance(ext.get("scope"), str):
-                scope = _shown(ext["scope"], 40)
+                # Only a scope-shaped name is repeated: a message never echoes arbitrary server text.
+                scope = ext["scope"] if _SCOPE_NAME.fullmatch(ext["scope"]) else "unknown"
                 raise MissingScope(
                     f"This Speckle token lacks the '{scope}' permission this request needs: sign in with an app "
                     f"or a personal access token that has it (tokens are made at {server}/settings).",

@@ -40,6 +40,7 @@ def reply(status: int, body: object) -> Reply:
         ("127.0.0.1:3000", "http://127.0.0.1:3000"),
         ("http://localhost:3000/", "http://localhost:3000"),
         ("http://[::1]:3000", "http://[::1]:3000"),
+        ("[::1]:3000", "http://[::1]:3000"),
     ],
 )
 def test_server_urls_are_normalised(given: str, expected: str) -> None:

@@ -65,7 +65,7 @@ def test_success_tells_the_panel_and_closes_the_tab() -> None:
 def test_a_failure_says_how_to_retry_and_stays_open() -> None:
     html = render(flow_page(flow("denied", message="Declined.")), NONCE)
     assert "Log in with Speckle" in html and "Declined." in html
-    assert posted(html) == {"type": "speckle-auth", "flow": FLOW_ID, "status": "denied"}
+    assert posted(html) == {"type": "speckle-auth", "flow": FLOW_ID, "status": "denied", "message": "Declined."}
     assert "if (false)" in html
 
 

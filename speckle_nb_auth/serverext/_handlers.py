@@ -104,11 +104,12 @@ class CallbackHandler(_PageHandler):
     @web.authenticated
     async def get(self) -> None:
         try:
-            problem = await self.logins.finish(
-                self.cookie_flow_id(),
-                self.get_query_argument("access_code", None),
-                self.get_query_argument("denied", None) == "true",
-            )
+            access_code = self.get_query_argument("access_code", None)
+            denied = self.get_query_argument("denied", None) == "true"
+        except web.HTTPError:  # not UTF-8: not what Speckle sends, so no code; never raised (its URL is logged)
+            access_code, denied = None, False
+        try:
+            problem = await self.logins.finish(self.cookie_flow_id(), access_code, denied)
         except Exception as err:  # never let Tornado log this URL
             self.log.error("The Speckle callback failed with an unexpected %s", type(err).__name__)
             self.show(Page(500, "Login failed", "The login failed because of an unexpected error."))
@@ -191,7 +192,7 @@ class RefreshHandler(_JsonHandler):
         try:
             # parsed here, not with get_json_body, which logs a body it cannot parse (a token, here)
             body = json.loads(self.request.body or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep, e.g. [[[[...]]]]
             body = None
         if not isinstance(body, dict):
             body = {}

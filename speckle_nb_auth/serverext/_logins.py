@@ -21,6 +21,7 @@ from .._protocol import (
     authorize_url,
     challenge_for,
     exchange_code,
+    logout,
     make_verifier,
     refresh,
     whoami,
@@ -125,6 +126,7 @@ class Logins:
         if flow is None:
             self.log.warning("A Speckle callback came for login %s, not pending: nothing exchanged", flow_id)
             return self._why_unchanged(flow_id)
+        tokens: TokenPair | None = None
         try:
             app_id, app_secret = self._server(flow.server_url).app_credentials()
             exchange = exchange_code(flow.server_url, app_id, app_secret, access_code, flow.verifier)
@@ -140,7 +142,16 @@ class Logins:
         else:
             self.store.succeed(flow, tokens, me.user.name)
             self.log.info("Speckle login %s completed for %s", flow_id, flow.server_url)
+            return None
+        if tokens is not None:  # issued, but nobody will ever hold it: take it back
+            await self._revoke(flow.server_url, tokens)
         return None
+
+    async def _revoke(self, server_url: str, tokens: TokenPair) -> None:
+        try:
+            await acall(self.client, logout(server_url, tokens.token, tokens.refresh_token))
+        except SpeckleAuthError:
+            self.log.warning("A token Speckle issued for a failed login could not be revoked on %s", server_url)
 
     def _why_unchanged(self, flow_id: str) -> CallbackProblem | None:
         flow = self.store.get(flow_id)

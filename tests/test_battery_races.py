@@ -1,0 +1,325 @@
+"""Races: callbacks racing on one flow, a claim racing the flow's expiry, a refresh storm from many threads
+through the panel's Client, and PAT messages from many threads at once."""
+
+# ruff: noqa: F811  (the fixtures imported below are pytest fixtures: test parameters share their names)
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from oauth_helpers import oauth_pair
+from test_panel_kernel import (  # noqa: F401 - fixtures
+    WHO,
+    FakeBrowser,
+    FakeShell,
+    _fresh_registry,
+    assert_consistent,
+    assert_no_secret,
+    deliver,
+    hand_over,
+    kill_token,
+    panels,
+    shell,
+)
+from test_serverext_routes import (  # noqa: F401 - fixtures
+    FLOW,
+    Browser,
+    browser,
+    callback,
+    callback_url,
+    challenge_method,
+    consent,
+    emulator,
+    ext,
+    extension_config,
+    jp_server_config,
+    log_in_fully,
+    server_log,
+    start_login,
+    whoami,
+)
+
+from speckle_nb_auth import Client, NotSignedIn, get_client
+from speckle_nb_auth import _login as registry
+from speckle_nb_auth.emulator import Emulator
+from speckle_nb_auth.serverext import SpeckleAuthApp
+
+THREADS = 16
+figures: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_figures() -> Iterator[None]:
+    yield
+    print("\nraces run:", ", ".join(f"{name}: {count}" for name, count in figures.items()))
+
+
+def ran(name: str, count: int = 1) -> None:
+    figures[name] = figures.get(name, 0) + count
+
+
+def run_threads(target: Any, args: list[tuple[Any, ...]]) -> None:
+    """Start every thread at once (a barrier), wait for all of them."""
+    start = threading.Barrier(len(args))
+
+    def go(*a: Any) -> None:
+        start.wait(10)
+        target(*a)
+
+    threads = [threading.Thread(target=go, args=a) for a in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+
+
+# --- two callbacks for one flow -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("same_code", [False, True], ids=["two-codes", "one-code-twice"])
+async def test_racing_callbacks_for_one_flow_exchange_once(
+    browser: Browser, emulator: Emulator, same_code: bool
+) -> None:
+    app_id, challenge = await start_login(browser, emulator)
+    first = await consent(emulator, app_id, challenge)
+    # Speckle issues several codes for one challenge; or the browser sends the same one twice
+    others = [first if same_code else await consent(emulator, app_id, challenge) for _ in range(3)]
+    emulator.inject_fault("/auth/token", "slow", delay=0.3)  # the first exchange is still on its way
+    before = emulator.requests_seen("/auth/token")
+    # When
+    pages = await asyncio.gather(*(callback(browser, redirect) for redirect in [first, *others]))
+    ran("racing callbacks", len(pages))
+    # Then: one exchange, one success; the others say the login already went through
+    assert emulator.requests_seen("/auth/token") == before + 1
+    assert sorted(page.status_code for page in pages) == [200, 409, 409, 409]
+    for page in pages:
+        if page.status_code == 409:
+            assert "Login already completed" in page.text and "once only" in page.text
+        else:
+            assert "Ada Lovelace" in page.text
+    claims = await asyncio.gather(*(browser.post(f"speckle-auth/flows/{FLOW}/claim") for _ in range(4)))
+    assert sorted(claim.status_code for claim in claims) == [200, 404, 404, 404]
+    token = next(claim.json()["token"] for claim in claims if claim.status_code == 200)
+    assert (await whoami(emulator, token))["name"] == "Ada Lovelace"
+
+
+# --- a claim racing the flow's expiry ------------------------------------------------------------------------
+
+
+class SteppingClock:
+    """The extension's flow clock, moved on a little at every reading: the boundary is crossed mid-race."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.now, self.step, self.readings = start, step, 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            self.readings += 1
+            now, self.now = self.now, self.now + self.step
+            return now
+
+
+@pytest.mark.parametrize("readings_before_boundary", [0, 1, 2, 3, 5, 8, 13])
+async def test_a_claim_racing_expiry_succeeds_once_or_finds_the_flow_expired_never_both(
+    browser: Browser, emulator: Emulator, ext: SpeckleAuthApp, readings_before_boundary: int
+) -> None:
+    store = ext.logins.store
+    clock = SteppingClock(0.0, 0.0)
+    store.clock = clock
+    assert (await log_in_fully(browser, emulator)).status_code == 200
+    flow = store.get(FLOW)
+    assert flow is not None and flow.status == "done"
+    # When: the clock reaches exactly the flow's lifetime after `readings_before_boundary` more readings,
+    # while claims and status reads race
+    step = 1e-3
+    clock.now, clock.step = flow.created + store.lifetime - readings_before_boundary * step, step
+    requests = []
+    for _ in range(6):
+        requests += [browser.post(f"speckle-auth/flows/{FLOW}/claim"), browser.get(f"speckle-auth/flows/{FLOW}")]
+    replies = await asyncio.gather(*requests)
+    ran("claims racing expiry", len(replies) // 2)
+    # Then: no 5xx, and either one claim won or the flow expired, never both
+    assert all(reply.status_code in (200, 404, 409) for reply in replies), [r.status_code for r in replies]
+    claims, reads = replies[0::2], replies[1::2]
+    won = [claim for claim in claims if claim.status_code == 200]
+    expired_seen = [r for r in reads if r.status_code == 200 and r.json()["status"] == "expired"] + [
+        c for c in claims if c.status_code == 409 and "expired" in c.json()["message"]
+    ]
+    assert len(won) <= 1
+    assert bool(won) != bool(expired_seen), (len(won), len(expired_seen))
+    for reply in replies:
+        assert set(reply.json()) <= {"status", "message", "error", "server_url", "token", "refresh_token"}
+        assert reply.json().get("message") is not None or reply.status_code == 200
+    if won:
+        token = won[0].json()["token"]
+        assert (await whoami(emulator, token))["name"] == "Ada Lovelace"
+        for reply in replies:
+            if reply is not won[0]:
+                assert token not in reply.text
+    else:
+        assert store.get(FLOW) is not None and store.get(FLOW).tokens is None  # type: ignore[union-attr]
+    # exactly at the boundary, the flow is expired: a claim made then finds it so
+    if readings_before_boundary == 0:
+        assert not won
+
+
+async def test_a_callback_at_the_expiry_boundary_exchanges_nothing(
+    browser: Browser, emulator: Emulator, ext: SpeckleAuthApp
+) -> None:
+    store = ext.logins.store
+    clock = SteppingClock(1000.0, 0.0)
+    store.clock = clock
+    app_id, challenge = await start_login(browser, emulator)
+    redirect = await consent(emulator, app_id, challenge)
+    clock.now = 1000.0 + store.lifetime  # exactly
+    page = await callback(browser, redirect)
+    ran("callbacks at the expiry boundary")
+    assert page.status_code == 410 and "expired" in page.text
+    assert emulator.requests_seen("/auth/token") == 0
+
+
+# --- a refresh storm through the panel's Client --------------------------------------------------------------
+
+
+def test_a_refresh_storm_through_the_panel_sends_one_refresh(
+    emulator: Emulator, panels: Any, shell: FakeShell
+) -> None:
+    pair = oauth_pair(emulator)
+    panel = panels()
+    fake_browser = FakeBrowser(panel, emulator)
+    deliver(panel, {"type": "ready"})
+    hand_over(panel, emulator.url, pair.token, pair.refresh_token)
+    speckle = shell.user_ns["speckle"]
+    kill_token(emulator, pair.token)
+    before = emulator.requests_seen("/auth/token")
+    names: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            names.append(speckle.graphql(WHO)["activeUser"]["name"])
+        except BaseException as err:  # noqa: BLE001 - asserted below
+            errors.append(err)
+
+    # When
+    run_threads(work, [()] * THREADS)
+    ran("threads in a refresh storm (browser)", THREADS)
+    # Then: every call worked, after exactly one refresh
+    assert not errors and names == ["Ada Lovelace"] * THREADS
+    assert len(fake_browser.requests) == 1
+    assert emulator.requests_seen("/auth/token") == before + 1
+    new = speckle.token_pair
+    assert new.token != pair.token and panel.status == "signed_in" and not panel.error
+    assert_no_secret(panel, pair.token, pair.refresh_token, new.token, new.refresh_token)
+
+
+def test_a_refresh_storm_with_app_credentials_in_the_kernel_sends_one_refresh(
+    emulator: Emulator, panels: Any, shell: FakeShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
+    monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
+    pair = oauth_pair(emulator)
+    panel = panels()
+    hand_over(panel, emulator.url, pair.token, pair.refresh_token)
+    speckle = shell.user_ns["speckle"]
+    kill_token(emulator, pair.token)
+    before = emulator.requests_seen("/auth/token")
+    names: list[str] = []
+    run_threads(lambda: names.append(speckle.graphql(WHO)["activeUser"]["name"]), [()] * THREADS)
+    ran("threads in a refresh storm (kernel)", THREADS)
+    assert names == ["Ada Lovelace"] * THREADS
+    assert emulator.requests_seen("/auth/token") == before + 1
+
+
+# --- PAT messages from many threads --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def made_clients(monkeypatch: pytest.MonkeyPatch) -> list[Client]:
+    """Every Client the panel makes."""
+    made: list[Client] = []
+    lock = threading.Lock()
+
+    def make(*args: Any, **kwargs: Any) -> Client:
+        client = Client(*args, **kwargs)
+        with lock:
+            made.append(client)
+        return client
+
+    monkeypatch.setattr("speckle_nb_auth.panel._widget.Client", make)
+    return made
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pat_messages_from_many_threads_end_in_one_consistent_sign_in(
+    emulator: Emulator, panels: Any, shell: FakeShell, made_clients: list[Client], seed: int
+) -> None:
+    users = emulator.credentials["users"]
+    panel = panels()
+    choices = random.Random(seed)
+    messages = [
+        {"type": "pat", "server": emulator.url, "token": users[choices.randrange(2)]["pat"]}
+        for _ in range(THREADS)
+    ] + [{"type": "pat", "server": emulator.url, "token": "f" * 42}, {"type": "cancel"}]
+    choices.shuffle(messages)
+    # When
+    run_threads(lambda m: deliver(panel, m), [(m,) for m in messages])
+    ran("concurrent PAT messages", len(messages))
+    # Then: one client, in the namespace, in the registry, on the panel; every other one closed
+    client = panel.client
+    assert client is not None and panel.status == "signed_in" and not panel.busy
+    assert [name for name, value in shell.user_ns.items() if isinstance(value, Client)] == ["speckle"]
+    assert_consistent(panel, shell)
+    assert (panel.user_name, panel.user_email) == (client.user.name, client.user.email)
+    assert panel.user_name in {users[0]["name"], users[1]["name"]}
+    assert registry._latest == [client] and get_client(emulator.url) is client
+    assert client.graphql(WHO)["activeUser"]["name"] == panel.user_name
+    still_open = [c for c in made_clients if not c.closed]
+    assert still_open == [client]
+    assert_no_secret(panel, users[0]["pat"], users[1]["pat"])
+
+
+def test_a_call_in_flight_when_the_panel_signs_in_again_completes(
+    emulator: Emulator, panels: Any, shell: FakeShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell's call is on its way when a message from the panel (another thread) replaces the sign-in: the
+    call completes as it began; only calls made after the replacement are refused (NotSignedIn)."""
+    monkeypatch.setattr("speckle_nb_auth.panel._widget.Client", functools.partial(Client, timeout=3.0))
+    users = emulator.credentials["users"]
+    panel = panels()
+    deliver(panel, {"type": "pat", "server": emulator.url, "token": users[0]["pat"]})
+    ada = shell.user_ns["speckle"]
+    outcome: list[object] = []
+
+    def cell() -> None:
+        try:
+            outcome.append(ada.graphql(WHO)["activeUser"]["name"])
+        except Exception as err:  # noqa: BLE001 - asserted below
+            outcome.append(err)
+
+    seen = emulator.requests_seen("/graphql")
+    emulator.inject_fault("/graphql", "slow", delay=0.5)  # the cell's call is the next one, and takes a while
+    running = threading.Thread(target=cell)
+    running.start()
+    deadline = time.monotonic() + 5
+    while emulator.requests_seen("/graphql") == seen and time.monotonic() < deadline:
+        time.sleep(0.005)  # polled: the emulator offers no event for "a request arrived"
+    # When: the panel signs in as someone else while the call is on its way
+    deliver(panel, {"type": "pat", "server": emulator.url, "token": users[1]["pat"]})
+    running.join(10)
+    ran("calls in flight during a new sign-in")
+    # Then
+    assert panel.user_name == "Grace Hopper" and shell.user_ns["speckle"] is not ada
+    assert_consistent(panel, shell)
+    assert outcome == ["Ada Lovelace"], [f"{type(o).__name__}: {o}" for o in outcome]
+    with pytest.raises(NotSignedIn):
+        ada.graphql(WHO)

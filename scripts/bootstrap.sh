@@ -8,13 +8,18 @@ extras="${1:-test}"
 venv=.venv
 python="${PYTHON:-python3}"
 
+# pip, minus the warnings some machines' pip configuration prints for every package (find-links that do not
+# exist); a failing pip still fails the script (pipefail).
+pip() { "$venv/bin/python" -m pip "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }; }
+
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  pip install --quiet --upgrade pip
 fi
 stamp="$venv/.installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  "$venv/bin/python" -m pip install --quiet -e ".[$extras]"
+  echo "Installing speckle-nb-auth[$extras] into $venv..."
+  pip install --quiet -e ".[$extras]"
   touch "$stamp"
 fi
 

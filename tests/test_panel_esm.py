@@ -88,8 +88,9 @@ class FakeJupyter:
                 if url.path == "/panel.js":
                     return self.reply(200, ESM.read_text(), "text/javascript")
                 if url.path == "/speckle-auth/status":
-                    if not fake.extension:
-                        return self.reply(404, {"message": "Not found"})
+                    if fake.extension is not True:  # False: not there; a number: there, refusing with it
+                        code = 404 if fake.extension is False else fake.extension
+                        return self.reply(code, {"message": "Not found" if code == 404 else "Forbidden"})
                     status = {"version": "1", "default_server": "https://emu.example", "servers": SERVERS}
                     return self.reply(200, status)
                 if url.path == "/speckle-auth/login":
@@ -266,6 +267,14 @@ def test_without_the_extension_says_so(open_panel, jupyter):
     page.wait_for_function("!document.querySelector('.snb-noext').hidden")
     assert page.is_hidden(".snb-login")
     assert "SPECKLE_TOKEN" in page.inner_text(".snb-noext")
+    assert "server extension" in page.inner_text(".snb-noext")
+
+
+def test_an_extension_that_refuses_is_not_called_missing(open_panel, jupyter):
+    jupyter.extension = 403
+    page = open_panel()
+    page.wait_for_function("document.querySelector('.snb-noext').textContent.includes('HTTP 403')")
+    assert "reload this page" in page.inner_text(".snb-noext") and "SPECKLE_TOKEN" in page.inner_text(".snb-noext")
 
 
 def test_refresh_request_is_answered_through_the_extension(open_panel, jupyter):

@@ -32,8 +32,10 @@ async function api(path, body) {
 }
 
 let statusOnce; // the extension's status (kept once it answered); null where there is no extension
+let refusedWith = 0; // an HTTP error other than 404 from the status route: the extension is there but said no
 const extension = () => (statusOnce ??= (baseUrl() === null ? Promise.resolve(null) : api("status"))
-  .then((r) => (r?.ok && Array.isArray(r.data.servers) ? r.data : null), () => null)
+  .then((r) => ((refusedWith = r && !r.ok && r.status !== 404 ? r.status : 0),
+    r?.ok && Array.isArray(r.data.servers) ? r.data : null), () => null)
   .then((status) => status || ((statusOnce = undefined), null)));
 
 function randomId() { // no crypto.randomUUID: it exists only in secure contexts
@@ -241,6 +243,8 @@ function render({ model, el }) {
     ext = status;
     servers.replaceChildren(...(ext?.servers || []).map((s) => h("option", { value: s.url, label: s.name || s.url })));
     if (ext && !server.value) server.value = ext.default_server || ext.servers[0]?.url || "";
+    if (!ext && refusedWith) noExt.textContent = `Jupyter refused the Speckle login (HTTP ${refusedWith}): reload this `
+      + "page to try again; meanwhile use a personal access token, a desktop account or SPECKLE_TOKEN.";
     update();
   });
   update();

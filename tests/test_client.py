@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from oauth_helpers import oauth_pair
+
 from speckle_nb_auth import Client
 from speckle_nb_auth._client import direct_refresher
 from speckle_nb_auth._errors import InvalidToken, MissingScope, NotSignedIn, RefreshRejected, SpeckleUnreachable
@@ -71,7 +71,9 @@ def test_refresh_on_invalid_token_then_retire_the_old_pair(emulator: Any) -> Non
     stored: list[TokenPair] = []
     with httpx.Client() as plain:
         refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
-        with Client(emulator.url, pair.token, pair.refresh_token, refresher=refresher, on_refresh=stored.append) as client:
+        with Client(
+            emulator.url, pair.token, pair.refresh_token, refresher=refresher, on_refresh=stored.append
+        ) as client:
             revoke_token_only(emulator, pair.token)
             logouts = emulator.requests_seen("/auth/logout")
             assert client.graphql("{ activeUser { name } }")["activeUser"]["name"] == creds["users"][0]["name"]

@@ -120,7 +120,8 @@ def test_every_exchange_error_is_typed(err: str, code: str) -> None:
 
 def test_exchange_success_and_garbage() -> None:
     call = protocol.exchange_code(SERVER, "a", "s", "c", "v" * 43)
-    assert call.parse(reply(200, {"token": "t" * 42, "refreshToken": "r" * 42})) == protocol.TokenPair("t" * 42, "r" * 42)
+    pair = call.parse(reply(200, {"token": "t" * 42, "refreshToken": "r" * 42}))
+    assert pair == protocol.TokenPair("t" * 42, "r" * 42)
     for bad in (reply(200, b"<html>"), reply(200, {"token": 5}), reply(404, b"Not found")):
         with pytest.raises(SpeckleServerError):
             call.parse(bad)
@@ -128,8 +129,11 @@ def test_exchange_success_and_garbage() -> None:
         call.parse(reply(502, b"Bad gateway"))
 
 
-@pytest.mark.parametrize(("err", "code"), [("Invalid request", "refresh_rejected"), ("Invalid token", "refresh_rejected"),
-                                           ("Refresh token expired", "refresh_expired")])
+@pytest.mark.parametrize(("err", "code"), [
+    ("Invalid request", "refresh_rejected"),
+    ("Invalid token", "refresh_rejected"),
+    ("Refresh token expired", "refresh_expired"),
+])
 def test_refresh_errors(err: str, code: str) -> None:
     with pytest.raises(RefreshRejected) as info:
         protocol.refresh(SERVER, "a", "s", "r").parse(reply(401, {"err": err}))

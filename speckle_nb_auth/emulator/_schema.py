@@ -430,7 +430,7 @@ def _build() -> Any:
     assert isinstance(date_time, GraphQLScalarType) and isinstance(big_int, GraphQLScalarType)
     big_int.serialize = _big_int  # type: ignore[method-assign]
     big_int.parse_value = _big_int  # type: ignore[method-assign]
-    big_int.parse_literal = _big_int_literal  # type: ignore[method-assign]
+    big_int.parse_literal = _big_int_literal  # type: ignore[method-assign,assignment]
     return schema
 
 
@@ -442,7 +442,7 @@ _SCHEMA = _build()
 
 def _formatted(error: GraphQLError, code: str) -> dict[str, Any]:
     """An error as Apollo writes it: every error has an `extensions.code`."""
-    out = dict(error.formatted)
+    out: dict[str, Any] = dict(error.formatted)
     out["extensions"] = {"code": code, **(out.get("extensions") or {})}
     return out
 

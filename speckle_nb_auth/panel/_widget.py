@@ -157,8 +157,10 @@ class LoginPanel(anywidget.AnyWidget):
         self._shown_in = None
         from IPython.display import display
 
-        data, metadata = self._repr_mimebundle_()
-        display(data, metadata=metadata, raw=True)
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            data, metadata = bundle
+            display(data, metadata=metadata, raw=True)
 
     def __repr__(self) -> str:
         if self._client is None:

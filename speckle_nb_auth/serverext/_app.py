@@ -44,7 +44,7 @@ class SpeckleAuthApp(ExtensionApp):
     name = "speckle_nb_auth"
 
     # Not List(Dict()): a wrong entry is reported and skipped, instead of failing the whole extension.
-    servers = List(
+    servers: List[Any] = List(
         help="""The Speckle servers users may log in to: dicts with "url", an optional "name", and, for
         "Log in with Speckle", the "app_id" and the secret of an app registered on that server whose
         redirect URL is `redirect_uri`. Give the secret as "app_secret_env", the name of an environment
@@ -162,7 +162,7 @@ class SpeckleAuthApp(ExtensionApp):
         loads: an app secret written into `servers` is in that line. Say so, and how to avoid it, when that
         log is on."""
         assert self.serverapp is not None
-        if min(self.serverapp.log_level, self.log_level) > logging.DEBUG:
+        if min(self.serverapp.log.getEffectiveLevel(), self.log.getEffectiveLevel()) > logging.DEBUG:
             return []
         configured = self.config.get("SpeckleAuthApp", {}).get("servers") or []
         return [

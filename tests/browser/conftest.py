@@ -101,7 +101,7 @@ class Session:
 
 @pytest.fixture
 def open_notebook(
-    stack: Stack, browser: Any, request: pytest.FixtureRequest
+    stack: Stack, browser: Any, request: pytest.FixtureRequest  # noqa: F811 - the fixture imported above
 ) -> Iterator[Callable[[list[str]], Session]]:
     """`open_notebook(cells)`: a fresh notebook with these code cells, open in a fresh browser context with its
     kernel idle. Afterwards its kernel is shut down and the Lab workspace and settings are reset."""

@@ -80,9 +80,14 @@ def assert_popup_blocker_is_on(context: Any) -> None:
     page = context.new_page()
     try:
         opened = page.evaluate(
-            """() => { const first = window.open('about:blank', '_blank'); const second = window.open('about:blank', '_blank');
-                       const result = [first !== null, second === null]; if (first) first.close(); if (second) second.close();
-                       return result; }"""
+            """() => {
+                const first = window.open('about:blank', '_blank');
+                const second = window.open('about:blank', '_blank');
+                const result = [first !== null, second === null];
+                if (first) first.close();
+                if (second) second.close();
+                return result;
+            }"""
         )
     finally:
         page.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ import httpx
 
 from . import _protocol as protocol
 from ._auth import Refresher, SpeckleAuth
+from ._credentials import app_from_environment
 from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import Reply, ServerInfo, TokenPair, UserInfo, mask
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
@@ -34,7 +34,8 @@ class Client:
     typed error (`InvalidToken`, `SpeckleUnreachable`, ...) whose message says what to do.
 
     `refresher` renews an expired token (the login panel passes one that asks the Jupyter server); without
-    one, `SPECKLE_APP_ID`/`SPECKLE_APP_SECRET` in the environment allow a direct refresh. `on_refresh` is told
+    one, `SPECKLE_APP_ID`/`SPECKLE_APP_SECRET` in the environment allow a direct refresh, for the server they
+    belong to (`SPECKLE_SERVER`) only. `on_refresh` is told
     of each new pair so whoever stored the old one can replace it.
     """
 
@@ -53,10 +54,11 @@ class Client:
         if not isinstance(token, str) or not token.strip():
             raise NotSignedIn("No token was given: paste a personal access token or log in with Speckle.")
         self._url = protocol.normalize_server_url(server, allow_http=allow_http)
-        self._app_id = app_id or os.environ.get("SPECKLE_APP_ID") or None
+        home_app = app_from_environment(self._url)
+        self._app_id = app_id or (home_app.app_id if home_app else None)
         self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
-        if refresher is None:
-            refresher = self._refresher_from_environment()
+        if refresher is None and home_app is not None:
+            refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)
         self._on_refresh = on_refresh
         self._auth = SpeckleAuth(TokenPair(token.strip(), refresh_token or None), refresher, self._stored)
         self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout, verify=ssl_context())
@@ -212,12 +214,6 @@ class Client:
     def _close_transports(self) -> None:
         self._http.close()
         self._plain.close()
-
-    def _refresher_from_environment(self) -> Refresher | None:
-        app_id, secret = os.environ.get("SPECKLE_APP_ID"), os.environ.get("SPECKLE_APP_SECRET")
-        if not (app_id and secret):
-            return None
-        return direct_refresher(self._plain, self._url, app_id, secret)
 
     def _stored(self, old: TokenPair, new: TokenPair) -> None:
         """After a refresh: hand the new pair on, then retire the old one, which Speckle keeps valid."""

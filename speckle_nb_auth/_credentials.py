@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._errors import SpeckleAuthError
 from ._protocol import TokenPair, mask, normalize_server_url
 
 __all__ = [
     "DEFAULT_SERVER",
+    "EnvironmentApp",
     "EnvironmentCredential",
+    "app_from_environment",
     "KeyringUnavailable",
     "forget",
     "from_environment",
@@ -62,6 +64,25 @@ def from_environment(server: str | None = None) -> EnvironmentCredential | None:
     if server is not None and normalize_server_url(server) != env_server:
         return None
     return EnvironmentCredential(env_server, token)
+
+
+@dataclass(frozen=True)
+class EnvironmentApp:
+    app_id: str
+    app_secret: str = field(repr=False)
+
+
+def app_from_environment(server: str) -> EnvironmentApp | None:
+    """`SPECKLE_APP_ID`/`SPECKLE_APP_SECRET`, but only for the server they belong to (`SPECKLE_SERVER`, default
+    app.speckle.systems): an app's secret is never sent to another server, which could collect it."""
+    app_id, secret = os.environ.get("SPECKLE_APP_ID", "").strip(), os.environ.get("SPECKLE_APP_SECRET", "").strip()
+    if not (app_id and secret):
+        return None
+    try:
+        home = normalize_server_url(os.environ.get("SPECKLE_SERVER") or DEFAULT_SERVER)
+    except SpeckleAuthError:
+        return None
+    return EnvironmentApp(app_id, secret) if home == server else None
 
 
 def _keyring():  # type: ignore[no-untyped-def]

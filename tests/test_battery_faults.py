@@ -343,6 +343,7 @@ def test_a_fault_during_the_clients_own_refresh_keeps_its_pair_and_the_next_call
     """App credentials in the kernel's environment: the Client refreshes straight with Speckle."""
     monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
     panel = panels()
     token, refresh_token = tokens(emulator)
     hand_over(panel, emulator.url, token, refresh_token)

@@ -227,6 +227,7 @@ def test_a_refresh_storm_with_app_credentials_in_the_kernel_sends_one_refresh(
 ) -> None:
     monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
     pair = oauth_pair(emulator)
     panel = panels()
     hand_over(panel, emulator.url, pair.token, pair.refresh_token)

@@ -103,11 +103,28 @@ def test_refresh_from_app_credentials_in_the_environment(emulator: Any, monkeypa
     creds = emulator.credentials
     monkeypatch.setenv("SPECKLE_APP_ID", creds["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", creds["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
     pair = oauth_pair(emulator)
     with Client(emulator.url, pair.token, pair.refresh_token) as client:
         assert client.can_refresh
         revoke_token_only(emulator, pair.token)
         assert client.graphql("{ activeUser { id } }")["activeUser"]["id"] == client.user.id
+
+
+def test_app_credentials_never_go_to_another_server(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel's SPECKLE_APP_SECRET belongs to SPECKLE_SERVER: a client of any other server never sends it."""
+    creds = emulator.credentials
+    monkeypatch.setenv("SPECKLE_APP_ID", creds["app_id"])
+    monkeypatch.setenv("SPECKLE_APP_SECRET", creds["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", "https://speckle.example")
+    pair = oauth_pair(emulator)
+    with Client(emulator.url, pair.token, pair.refresh_token) as client:
+        assert not client.can_refresh
+        revoke_token_only(emulator, pair.token)
+        exchanges = emulator.requests_seen("/auth/token")
+        with pytest.raises(InvalidToken):
+            client.graphql("{ activeUser { id } }")
+        assert emulator.requests_seen("/auth/token") == exchanges
 
 
 def test_refresh_storm_from_many_threads_refreshes_once(emulator: Any) -> None:

@@ -134,6 +134,7 @@ def test_keyring_refresh_keeps_the_keyring_current(emulator, memory_keyring, mon
     httpx.post(f"{emulator.url}/auth/logout", json={"token": token})
     monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
     client = login(server=emulator.url)
     assert client.user.name == "Ada Lovelace"
     assert [pair.token for _, pair in recall(emulator.url)] == [client.token_pair.token] != [token]

@@ -433,6 +433,7 @@ def test_refresh_needs_a_shown_panel(emulator, panels, shell):
 def test_refresh_directly_with_app_credentials_in_the_environment(emulator, panels, shell, monkeypatch):
     monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
     token, refresh_token = oauth_pair(emulator)
     panel = panels()
     assert panel.kernel_refresh
@@ -649,6 +650,7 @@ def test_remembered_pair_renewed_at_construction_is_stored_again(emulator, panel
                                                                  monkeypatch):
     monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
     token, _ = remember_dead_pair(emulator)
     panel = panels(server=emulator.url)
     assert panel.status == "signed_in" and panel.source == "keyring"

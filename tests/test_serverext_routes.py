@@ -14,6 +14,7 @@ import hashlib
 import html
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -120,6 +121,8 @@ class Browser:
         return self.http.cookies["_xsrf"]
 
     async def get(self, route: str, **params: str) -> httpx.Response:
+        if route == "speckle-auth/login" and "_xsrf" in self.http.cookies:
+            params = {"_xsrf": self.xsrf, **params}  # as the panel opens it: the route changes state
         return await self.http.get(f"{BASE}{route}", params=params)
 
     async def post(self, route: str, body: Any = None, *, xsrf: bool = True) -> httpx.Response:
@@ -376,7 +379,7 @@ async def test_the_login_cookie_is_signed_httponly_lax_and_scoped(
     # When: the same over https (behind a proxy)
     secure = await browser.http.get(
         f"{BASE}speckle-auth/login",
-        params={"server": emulator.url, "flow": FLOW2},
+        params={"server": emulator.url, "flow": FLOW2, "_xsrf": browser.xsrf},
         headers={"X-Forwarded-Proto": "https"},
     )
     # Then
@@ -607,6 +610,30 @@ async def test_a_superseded_login_cannot_finish(browser: Browser, emulator: Emul
     older = await browser.get(f"speckle-auth/flows/{FLOW}")
     assert older.json()["status"] == "superseded" and "newer login" in older.json()["message"]
     assert (await browser.post(f"speckle-auth/flows/{FLOW}/claim")).status_code == 409
+
+
+@pytest.mark.parametrize("referer", [None, "https://evil.example/page"], ids=["no-referer", "foreign-referer"])
+async def test_another_site_cannot_start_a_login_in_this_browser(
+    browser: Browser, emulator: Emulator, referer: str | None
+) -> None:
+    """Login CSRF / flow fixation: a link on another site opening `login` with the attacker's flow id."""
+    await start_login(browser, emulator, FLOW)
+    cookie = browser.flow_cookie()
+    headers = {"Referer": referer} if referer else {}
+    # When: no _xsrf, as a foreign page's link or redirect would send it
+    reply = await browser.http.get(f"{BASE}speckle-auth/login", params={"server": emulator.url, "flow": FLOW2},
+                                   headers=headers)
+    # Then: refused, and the browser's own pending login is untouched
+    assert reply.status_code == 403 and "Location" not in reply.headers
+    assert browser.flow_cookie() == cookie
+    assert (await browser.get(f"speckle-auth/flows/{FLOW}")).json()["status"] == "pending"
+    assert (await browser.get(f"speckle-auth/flows/{FLOW2}")).status_code == 404
+
+
+async def test_a_same_origin_referer_also_passes(browser: Browser, emulator: Emulator) -> None:
+    reply = await browser.http.get(f"{BASE}speckle-auth/login", params={"server": emulator.url, "flow": FLOW},
+                                   headers={"Referer": f"{browser.origin}{BASE}lab"})
+    assert reply.status_code == 302
 
 
 # --- JupyterHub ---------------------------------------------------------------------------------------------
@@ -927,6 +954,12 @@ class TestEnvironment:
         status = (await browser.get("speckle-auth/status")).json()
         name = emulator.url.removeprefix("http://")
         assert status["servers"] == [{"url": emulator.url, "name": name, "oauth": True}]
+        assert (await log_in_fully(browser, emulator)).status_code == 200
+
+    async def test_kernels_never_inherit_the_secret(self, browser: Browser, emulator: Emulator) -> None:
+        """Kernels start with a copy of this process's environment: once read, the secret is gone from it,
+        and the extension, which alone needs it, still logs users in."""
+        assert "SPECKLE_APP_SECRET" not in os.environ and os.environ["SPECKLE_APP_ID"]
         assert (await log_in_fully(browser, emulator)).status_code == 200
 
 

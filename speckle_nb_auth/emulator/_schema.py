@@ -7,6 +7,8 @@ revoke_token) use, with Speckle's scope rules and Apollo's way of reporting erro
 
 from __future__ import annotations
 
+import base64
+import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -247,13 +249,24 @@ def _app_item(state: State, app: App) -> dict[str, Any]:
     }
 
 
+def _avatar(name: str) -> str:
+    """Initials on a disc, as a data URL: Speckle serves avatars as data URLs too."""
+    initials = "".join(part[0] for part in name.split()[:2]).upper()
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><circle cx="32" cy="32" r="32" '
+        'fill="#0a66ff"/><text x="32" y="41" font-family="sans-serif" font-size="26" fill="#fff" '
+        f'text-anchor="middle">{html.escape(initials)}</text></svg>'
+    )
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+
+
 def _user(user: User) -> dict[str, Any]:
     """The fields anyone holding profile:read sees; email, apiTokens and projects have their own resolvers."""
     return {
         "id": user.id,
         "name": user.name,
         "company": user.company,
-        "avatar": None,
+        "avatar": _avatar(user.name),
         "bio": user.bio,
         "verified": True,
         "role": user.role,

@@ -257,7 +257,9 @@ class LoginPanel(anywidget.AnyWidget):
             if made:
                 self._pair_refreshed(made[0], new)
 
-        refresher = None if self.kernel_refresh else (lambda old: self._refresh_via_browser(server, old))
+        # The kernel refreshes by itself where it holds the app of this very server; else the browser asks.
+        direct = credentials.app_from_environment(server) is not None
+        refresher = None if direct else (lambda old: self._refresh_via_browser(server, old))
         client = Client(server, pair.token, pair.refresh_token, refresher=refresher, on_refresh=on_refresh)
         made.append(client)
         return client

@@ -163,7 +163,8 @@ function render({ model, el }) {
     if (!conf) return say("Log in with Speckle is not set up for this server: use a personal access token.", true);
     stopFlow();
     const f = { id: randomId(), deadline: Date.now() + 11 * 60e3 };
-    const url = baseUrl() + "speckle-auth/login?server=" + encodeURIComponent(conf.url) + "&flow=" + f.id;
+    const url = baseUrl() + "speckle-auth/login?server=" + encodeURIComponent(conf.url) + "&flow=" + f.id
+      + "&_xsrf=" + encodeURIComponent(xsrf()); // the login route changes state: it refuses other sites
     let tab = null;
     try { // opened in the click itself, or popup blockers stop it
       tab = window.open(url, "_blank");

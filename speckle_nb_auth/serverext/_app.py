@@ -134,6 +134,7 @@ class SpeckleAuthApp(ExtensionApp):
             self.servers, allow_http=self.allow_http, redirect_problem=redirect_problem
         )
         problems += server_problems
+        self._hide_secrets_from_kernels()
         default_server = self._default_server(servers, problems)
         for problem in problems:
             self.log.error("Speckle login configuration: %s", problem)
@@ -156,6 +157,16 @@ class SpeckleAuthApp(ExtensionApp):
             len(servers),
             ", ".join(oauth) or "none",
         )
+
+    def _hide_secrets_from_kernels(self) -> None:
+        """Kernels inherit this process's environment: once read, app secrets leave it, so only this process
+        holds them (a `%env` in a notebook would otherwise print them into its outputs)."""
+        names = {"SPECKLE_APP_SECRET"} | {
+            entry["app_secret_env"] for entry in self.servers
+            if isinstance(entry, dict) and isinstance(entry.get("app_secret_env"), str)
+        }
+        for name in names:
+            os.environ.pop(name, None)
 
     def _secrets_in_debug_log(self) -> list[str]:
         """Jupyter logs its whole configuration at DEBUG ("Config changed: ..."), before any extension

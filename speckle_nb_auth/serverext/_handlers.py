@@ -88,6 +88,9 @@ class _PageHandler(_SpeckleAuthMixin, JupyterHandler):
 class LoginHandler(_PageHandler):
     @web.authenticated
     def get(self) -> None:
+        # A GET that changes state (it supersedes this browser's pending login and sets its flow cookie):
+        # another site must not be able to start one, so it carries `_xsrf` (or a same-origin Referer).
+        self.check_xsrf_cookie()
         flow_id = self.get_query_argument("flow", None)
         server_url = self.get_query_argument("server", None)
         try:

@@ -11,7 +11,7 @@ import httpx
 
 from . import _protocol as protocol
 from ._auth import Refresher, SpeckleAuth
-from ._credentials import app_from_environment
+from ._credentials import app_from_environment, app_id_from_environment
 from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import Reply, ServerInfo, TokenPair, UserInfo, mask
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
@@ -55,7 +55,7 @@ class Client:
             raise NotSignedIn("No token was given: paste a personal access token or log in with Speckle.")
         self._url = protocol.normalize_server_url(server, allow_http=allow_http)
         home_app = app_from_environment(self._url)
-        self._app_id = app_id or (home_app.app_id if home_app else None)
+        self._app_id = app_id or app_id_from_environment(self._url)
         self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
         if refresher is None and home_app is not None:
             refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)

@@ -22,6 +22,7 @@ __all__ = [
     "EnvironmentApp",
     "EnvironmentCredential",
     "app_from_environment",
+    "app_id_from_environment",
     "KeyringUnavailable",
     "forget",
     "from_environment",
@@ -72,17 +73,24 @@ class EnvironmentApp:
     app_secret: str = field(repr=False)
 
 
-def app_from_environment(server: str) -> EnvironmentApp | None:
-    """`SPECKLE_APP_ID`/`SPECKLE_APP_SECRET`, but only for the server they belong to (`SPECKLE_SERVER`, default
-    app.speckle.systems): an app's secret is never sent to another server, which could collect it."""
-    app_id, secret = os.environ.get("SPECKLE_APP_ID", "").strip(), os.environ.get("SPECKLE_APP_SECRET", "").strip()
-    if not (app_id and secret):
+def app_id_from_environment(server: str) -> str | None:
+    """`SPECKLE_APP_ID`, for the server it belongs to (`SPECKLE_SERVER`, default app.speckle.systems). Not a
+    secret: it tells which app's scopes an OAuth token holds."""
+    app_id = os.environ.get("SPECKLE_APP_ID", "").strip()
+    if not app_id:
         return None
     try:
         home = normalize_server_url(os.environ.get("SPECKLE_SERVER") or DEFAULT_SERVER)
     except SpeckleAuthError:
         return None
-    return EnvironmentApp(app_id, secret) if home == server else None
+    return app_id if home == server else None
+
+
+def app_from_environment(server: str) -> EnvironmentApp | None:
+    """`SPECKLE_APP_ID`/`SPECKLE_APP_SECRET`, but only for the server they belong to: an app's secret is never
+    sent to another server, which could collect it."""
+    app_id, secret = app_id_from_environment(server), os.environ.get("SPECKLE_APP_SECRET", "").strip()
+    return EnvironmentApp(app_id, secret) if app_id and secret else None
 
 
 def _keyring():  # type: ignore[no-untyped-def]

@@ -157,7 +157,7 @@ async def test_a_claim_racing_expiry_succeeds_once_or_finds_the_flow_expired_nev
     assert len(won) <= 1
     assert bool(won) != bool(expired_seen), (len(won), len(expired_seen))
     for reply in replies:
-        assert set(reply.json()) <= {"status", "message", "error", "server_url", "token", "refresh_token"}
+        assert set(reply.json()) <= {"status", "message", "error", "server_url", "token", "refresh_token", "app_id"}
         assert reply.json().get("message") is not None or reply.status_code == 200
     if won:
         token = won[0].json()["token"]

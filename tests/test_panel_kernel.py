@@ -477,6 +477,23 @@ def test_scopes_are_listed_with_unrequested_writes_marked(emulator, panels, shel
     assert panel.requested_scopes == ["streams:read"]
 
 
+def test_an_oauth_token_lists_its_apps_scopes_from_the_claimed_app_id(emulator, panels, shell):
+    """No app credentials in the kernel: the app id that came with the claim tells the token's scopes."""
+    token, refresh_token = oauth_pair(emulator)
+    panel = panels()
+    deliver(panel, {"type": "oauth", "server_url": emulator.url, "token": token, "refresh_token": refresh_token,
+                    "app_id": emulator.credentials["app_id"]})
+    assert panel.status == "signed_in"
+    assert sorted(s["name"] for s in panel.scopes) == ["profile:email", "profile:read", "streams:read", "users:read"]
+
+
+def test_a_malformed_app_id_is_refused(emulator, panels, shell):
+    token, refresh_token = oauth_pair(emulator)
+    panel = panels()
+    deliver(panel, {"type": "oauth", "server_url": emulator.url, "token": token, "app_id": "../x"})
+    assert panel.status == "signed_out" and "app id" in panel.error
+
+
 def test_scopes_that_cannot_be_known_do_not_block(emulator, panels, shell):
     panel = panels(scopes=["streams:read"])
     # the seeded PAT has no tokens:read, so its scopes cannot be listed

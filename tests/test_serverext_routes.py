@@ -338,7 +338,8 @@ async def test_the_whole_login_hands_a_working_token_over_once(
     # Then: it works on Speckle, and it is handed over once
     assert claim.status_code == 200 and claim.headers["Cache-Control"] == "no-store"
     body = claim.json()
-    assert set(body) == {"server_url", "token", "refresh_token"} and body["server_url"] == emulator.url
+    assert set(body) == {"server_url", "token", "refresh_token", "app_id"} and body["server_url"] == emulator.url
+    assert body["app_id"] == emulator.credentials["app_id"]  # public: it names the scopes the token holds
     assert (await whoami(emulator, body["token"]))["id"] == ada["id"]
     again = await browser.post(f"speckle-auth/flows/{FLOW2}/claim")
     assert again.status_code == 404 and again.json()["error"] == "unknown_flow"

@@ -4,7 +4,7 @@ Browser -> kernel (`model.send({type, ...})`, delivered to `on_msg` as `(widget,
 
     ready                                       a view of the panel is shown in a browser
     pat             {server, token}             sign in with a personal access token
-    oauth           {server_url, token, refresh_token}   the token pair claimed from the server extension
+    oauth           {server_url, token, refresh_token, app_id}   the pair claimed from the server extension
     desktop         {index}                     sign in with the desktop account listed at `index`
     logout                                      log out (revoke, forget, remove the variable)
     cancel                                      the person gave up waiting for "Log in with Speckle"
@@ -55,6 +55,8 @@ class BadMessage(SpeckleAuthError):
     code = "bad_message"
 
 
+_APP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 @dataclass(frozen=True)
 class Ready:
     pass
@@ -70,6 +72,7 @@ class Pat:
 class OAuth:
     server: str
     pair: TokenPair = field(repr=False)
+    app_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,10 @@ def parse(content: Any) -> Message | None:
         server = _server(content.get("server_url"))
         assert server is not None
         token = _token(content.get("token"), "token")
-        return OAuth(server, TokenPair(token, _optional_token(content.get("refresh_token"))))
+        app_id = content.get("app_id")
+        if app_id is not None and not (isinstance(app_id, str) and _APP_ID.fullmatch(app_id)):
+            raise BadMessage("The sign-in came with a malformed app id: log in again.")
+        return OAuth(server, TokenPair(token, _optional_token(content.get("refresh_token"))), app_id)
     if kind == "desktop":
         index = content.get("index")
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 10_000:

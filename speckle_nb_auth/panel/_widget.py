@@ -194,7 +194,7 @@ class LoginPanel(anywidget.AnyWidget):
             server = message.server or self.server_url or sources.default_server()
             self._sign_in(server, TokenPair(message.token), "token", store=None)
         elif isinstance(message, msgs.OAuth):
-            self._sign_in(message.server, message.pair, "oauth", store=None)
+            self._sign_in(message.server, message.pair, "oauth", store=None, app_id=message.app_id)
         elif isinstance(message, msgs.Desktop):
             with self._lock:
                 account = self._desktop[message.index] if message.index < len(self._desktop) else None
@@ -230,13 +230,15 @@ class LoginPanel(anywidget.AnyWidget):
         store = self.remember and found.candidate.source == "desktop"
         self._commit(found.client, found.candidate.source, found.scopes, store=store)
 
-    def _sign_in(self, server: str, pair: TokenPair, source: str, *, store: bool | None) -> None:
+    def _sign_in(
+        self, server: str, pair: TokenPair, source: str, *, store: bool | None, app_id: str | None = None
+    ) -> None:
         """Validate `pair` for `server`; on success inject the client, else say why (keeping any sign-in)."""
         with self._lock:
             self._set(busy=True, error="", message=f"Checking the sign-in with {server}…")
             try:
                 try:
-                    client = self._new_client(server, pair)
+                    client = self._new_client(server, pair, app_id)
                 except SpeckleAuthError as err:
                     self._fail(err.message)
                     return
@@ -250,7 +252,7 @@ class LoginPanel(anywidget.AnyWidget):
             finally:
                 self._set(busy=False)
 
-    def _new_client(self, server: str, pair: TokenPair) -> Client:
+    def _new_client(self, server: str, pair: TokenPair, app_id: str | None = None) -> Client:
         made: list[Client] = []
 
         def on_refresh(new: TokenPair) -> None:
@@ -260,7 +262,9 @@ class LoginPanel(anywidget.AnyWidget):
         # The kernel refreshes by itself where it holds the app of this very server; else the browser asks.
         direct = credentials.app_from_environment(server) is not None
         refresher = None if direct else (lambda old: self._refresh_via_browser(server, old))
-        client = Client(server, pair.token, pair.refresh_token, refresher=refresher, on_refresh=on_refresh)
+        client = Client(
+            server, pair.token, pair.refresh_token, refresher=refresher, on_refresh=on_refresh, app_id=app_id
+        )
         made.append(client)
         return client
 

@@ -210,8 +210,8 @@ function render({ model, el }) {
       if (state !== "done") return say(r.data.message || ENDED[state] || ENDED.failed, true);
       let claim = await api("flows/" + f.id + "/claim", null);
       if (!claim.ok || !claim.data.token) return say(claim.data.message || "The token could not be collected: log in again.", true);
-      const { server_url, token, refresh_token } = claim.data;
-      model.send({ type: "oauth", server_url, token, refresh_token: refresh_token || null });
+      const { server_url, token, refresh_token, app_id } = claim.data;
+      model.send({ type: "oauth", server_url, token, refresh_token: refresh_token || null, app_id: app_id || null });
       claim = null; // from here on the token lives only in the kernel
       say("Signed in with Speckle: checking the token in the kernel…");
     } catch {

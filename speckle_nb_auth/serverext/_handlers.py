@@ -186,7 +186,9 @@ class ClaimHandler(_JsonHandler):
                 self.refuse(404, "unknown_flow", "No token waits for this login (it was already collected).")
             return
         server_url, tokens = claimed
-        self.reply({"server_url": server_url, "token": tokens.token, "refresh_token": tokens.refresh_token})
+        # the app id lets the kernel learn the token's scopes (an app token holds its app's)
+        self.reply({"server_url": server_url, "token": tokens.token, "refresh_token": tokens.refresh_token,
+                    "app_id": self.logins.app_id_of(server_url)})
 
 
 class RefreshHandler(_JsonHandler):

@@ -172,6 +172,11 @@ class Logins:
         app_id, app_secret = server.app_credentials()
         return await acall(self.client, refresh(server.url, app_id, app_secret, refresh_token))
 
+    def app_id_of(self, server_url: str) -> str | None:
+        """The id of the app whose tokens this server's logins give (public: it is in every authorize URL)."""
+        server = find_server(self.servers, server_url, allow_http=self.allow_http)
+        return server.app_id if server is not None else None
+
     def _server(self, server_url: str | None) -> SpeckleServer:
         """The configured server with a working app that `server_url` names, or `Refused` saying why not."""
         server = self.default_server

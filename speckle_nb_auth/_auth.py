@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Generator
 
 import httpx
@@ -27,7 +28,7 @@ def is_invalid_token_response(response: httpx.Response) -> bool:
         return False
     try:
         return bool(json.loads(response.content) == INVALID_TOKEN_BODY)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -39,11 +40,16 @@ class SpeckleAuth(httpx.Auth):
         pair: TokenPair,
         refresher: Refresher | None = None,
         on_refresh: Callable[[TokenPair, TokenPair], None] | None = None,
+        origin: str | None = None,
     ) -> None:
         self._pair = pair
         self._refresher = refresher
         self._on_refresh = on_refresh
+        self._origin = httpx.URL(origin) if origin else None
         self._lock = threading.Lock()
+        # The last failed refresh: (the token it tried to replace, when, the error). Threads that were waiting
+        # for that very attempt share its answer instead of each trying again in turn.
+        self._failure: tuple[str, float, Exception] | None = None
 
     @property
     def pair(self) -> TokenPair:
@@ -58,6 +64,11 @@ class SpeckleAuth(httpx.Auth):
             self._pair = pair
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._origin is not None and (request.url.scheme, request.url.netloc) != (
+            self._origin.scheme, self._origin.netloc
+        ):
+            yield request  # another host (a link found in data, say) never gets the Speckle token
+            return
         used = self._pair
         request.headers["Authorization"] = f"Bearer {used.token}"
         response = yield request
@@ -69,12 +80,21 @@ class SpeckleAuth(httpx.Auth):
 
     def refresh_after(self, used: TokenPair) -> TokenPair:
         """Refresh unless another thread already replaced `used`; return the pair to retry with."""
+        asked = time.monotonic()
         with self._lock:
             if self._pair.token != used.token:
                 return self._pair
+            failure = self._failure
+            if failure is not None and failure[0] == used.token and failure[1] >= asked:
+                raise failure[2]  # the attempt this thread waited for failed: same answer, no second try
             assert self._refresher is not None
-            new = self._refresher(used)
+            try:
+                new = self._refresher(used)
+            except Exception as err:
+                self._failure = (used.token, time.monotonic(), err)
+                raise
             self._pair = new
+            self._failure = None
         if self._on_refresh is not None:
             self._on_refresh(used, new)
         return new

@@ -60,7 +60,9 @@ class Client:
         if refresher is None and home_app is not None:
             refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)
         self._on_refresh = on_refresh
-        self._auth = SpeckleAuth(TokenPair(token.strip(), refresh_token or None), refresher, self._stored)
+        self._auth = SpeckleAuth(
+            TokenPair(token.strip(), refresh_token or None), refresher, self._stored, origin=self._url
+        )
         self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout, verify=ssl_context())
         self._forget: list[Callable[[Client], None]] = []
         self._closed = False
@@ -96,7 +98,7 @@ class Client:
         with self._in_call():
             try:
                 response = self._http.post("/graphql", json=body)
-            except httpx.TransportError as err:
+            except httpx.RequestError as err:
                 raise unreachable(self._url, err) from None
         return protocol.parse_graphql(self._url, Reply(response.status_code, response.content))
 

@@ -93,7 +93,10 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8"))
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except RecursionError:  # a body nested thousands deep: not an answer of Speckle's
+            raise ValueError("JSON nested too deeply") from None
 
     def text(self) -> str:
         return self.body.decode("utf-8", "replace").strip()

@@ -125,7 +125,11 @@ def _default_client(candidate: Candidate) -> Client:
             except SpeckleAuthError:
                 pass
 
-    return Client(candidate.server, candidate.pair.token, candidate.pair.refresh_token, on_refresh=on_refresh)
+    client = Client(candidate.server, candidate.pair.token, candidate.pair.refresh_token, on_refresh=on_refresh)
+    if candidate.source == "keyring" and candidate.user_id:
+        remembered_as = candidate.user_id
+        client.on_logout(lambda c: credentials.forget(c.url, remembered_as))
+    return client
 
 
 def sign_in(

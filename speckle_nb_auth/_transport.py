@@ -29,9 +29,11 @@ def ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def unreachable(server: str, err: httpx.TransportError) -> SpeckleUnreachable:
+def unreachable(server: str, err: httpx.RequestError) -> SpeckleUnreachable:
     """A sentence for a failed request; httpx's own text is left out because it can quote the URL."""
-    if isinstance(err, httpx.TimeoutException):
+    if isinstance(err, httpx.DecodingError):
+        what = "its answer could not be decoded"
+    elif isinstance(err, httpx.TimeoutException):
         what = "it did not answer in time"
     elif isinstance(err, httpx.ConnectError):
         what = "no connection could be made"
@@ -56,7 +58,7 @@ def _reply(response: httpx.Response) -> Reply:
 def call(client: httpx.Client, op: Call[T]) -> T:
     try:
         response = client.send(_build(client, op.request), auth=None)
-    except httpx.TransportError as err:
+    except httpx.RequestError as err:
         raise unreachable(op.server, err) from None
     return op.parse(_reply(response))
 
@@ -64,6 +66,6 @@ def call(client: httpx.Client, op: Call[T]) -> T:
 async def acall(client: httpx.AsyncClient, op: Call[T]) -> T:
     try:
         response = await client.send(_build(client, op.request), auth=None)
-    except httpx.TransportError as err:
+    except httpx.RequestError as err:
         raise unreachable(op.server, err) from None
     return op.parse(_reply(response))

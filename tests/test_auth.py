@@ -93,3 +93,40 @@ def test_many_threads_one_refresh() -> None:
 
 def test_repr_shows_at_most_four_characters() -> None:
     assert OLD.token[:8] not in repr(SpeckleAuth(OLD))
+
+
+def test_threads_waiting_on_a_failed_refresh_share_its_error() -> None:
+    """Eight threads and a refresh that fails: one attempt, not eight in turn; a later call tries again."""
+    calls = []
+    gate = threading.Event()
+
+    def failing(pair: TokenPair) -> TokenPair:
+        calls.append(pair)
+        gate.wait(5)
+        raise RefreshRejected("Speckle no longer accepts this sign-in's refresh token: log in again.")
+
+    auth = SpeckleAuth(OLD, refresher=failing)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        flow = auth.sync_auth_flow(httpx.Request("GET", "https://s/graphql"))
+        next(flow)
+        try:
+            flow.send(INVALID)
+        except RefreshRejected as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    started = threading.Event()
+    for _ in range(500):  # poll, up to 5 s, for the first thread to be inside the refresher
+        if calls:
+            break
+        started.wait(0.01)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(errors) == 8
+    worker()  # after the failure, a new call tries once more
+    assert len(calls) == 2

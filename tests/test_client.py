@@ -196,3 +196,14 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_token_goes_only_to_its_own_server(emulator: Any) -> None:
+    """A URL found in data and fetched with `speckle.http` must not receive the Speckle token."""
+    from speckle_nb_auth.emulator import Emulator
+
+    with Emulator() as elsewhere, Client(emulator.url, emulator.credentials["pat"]) as client:
+        client.http.post(f"{elsewhere.url}/graphql", json={"query": "{ serverInfo { name } }"})
+        assert "authorization" not in elsewhere.last_request_headers("/graphql")
+        client.http.post("/graphql", json={"query": "{ serverInfo { name } }"})
+        assert emulator.last_request_headers("/graphql")["authorization"].startswith("Bearer ")

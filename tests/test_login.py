@@ -268,3 +268,13 @@ def test_magic_is_registered_and_calls_login(monkeypatch):
     assert func("example.org --name sp") == "panel" and calls == [("example.org", "sp")]
     with pytest.raises(UsageError, match="usage"):
         _magics.speckle_login("a b c")
+
+
+def test_logout_of_a_remembered_sign_in_forgets_it(emulator, monkeypatch, memory_keyring):
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)
+    with Client(emulator.url, emulator.credentials["pat"]) as first:
+        remember(emulator.url, first.user.id, first.token_pair)
+    client = login()
+    assert isinstance(client, Client) and recall(emulator.url)
+    client.logout()
+    assert recall(emulator.url) == []

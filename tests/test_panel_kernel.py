@@ -13,7 +13,7 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from speckle_nb_auth import NotSignedIn, RefreshRejected, get_client
+from speckle_nb_auth import Client, InvalidToken, NotSignedIn, RefreshRejected, get_client
 from speckle_nb_auth import _login as registry
 from speckle_nb_auth._credentials import recall
 from speckle_nb_auth.panel import LoginPanel
@@ -685,3 +685,26 @@ def test_remembered_pair_needing_the_browser_is_skipped_without_waiting(emulator
         assert panel.status == "signed_out" and asked == []
     finally:
         panel.close()
+
+
+def test_logging_out_an_environment_sign_in_leaves_speckle_token_working(emulator, panels, shell, monkeypatch):
+    """SPECKLE_TOKEN is shared with whatever set it (often automation): log out here does not revoke it."""
+    monkeypatch.setenv("SPECKLE_TOKEN", emulator.credentials["pat"])
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)
+    panel = panels()
+    assert panel.source == "environment"
+    deliver(panel, {"type": "logout"})
+    assert panel.status == "signed_out" and "speckle" not in shell.user_ns
+    assert "not revoked" in panel.message
+    with Client(emulator.url, emulator.credentials["pat"]) as still:
+        assert still.user.name == "Ada Lovelace"
+
+
+def test_an_oauth_token_refused_for_missing_scopes_is_revoked(emulator, panels, shell):
+    token, refresh_token = oauth_pair(emulator)
+    panel = panels(scopes=["streams:write"])
+    deliver(panel, {"type": "oauth", "server_url": emulator.url, "token": token, "refresh_token": refresh_token,
+                    "app_id": emulator.credentials["app_id"]})
+    assert panel.status == "signed_out" and "streams:write" in panel.error
+    with pytest.raises(InvalidToken):
+        Client(emulator.url, token)

@@ -8,6 +8,7 @@ the synced state, which a saved notebook keeps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -41,8 +42,8 @@ GENERIC_ERROR = (
     "kernel and run login() again."
 )
 _NO_PANEL = (
-    "This sign-in needs renewing, which goes through the login panel in the browser, and the panel is not "
-    "open: run login() again to show it, or log in again."
+    "This sign-in needs renewing, which goes through the login panel in the browser, and no panel was on "
+    "screen to do it: log in again with the panel (run login() if none is shown)."
 )
 _NO_ANSWER = (
     "This sign-in needs renewing through the login panel, which did not answer in time: keep the panel shown "
@@ -244,7 +245,11 @@ class LoginPanel(anywidget.AnyWidget):
                     return
                 check = sources.check_scopes(self._wanted, sources.token_scopes(client))
                 if check.missing:
-                    client.close()
+                    if source == "oauth":  # made for this sign-in and now held by nobody: take it back
+                        with contextlib.suppress(SpeckleAuthError):
+                            client.logout(revoke=True)
+                    else:
+                        client.close()
                     self._set(missing_scopes=list(check.missing))
                     self._fail(check.missing_message())
                     return
@@ -321,10 +326,12 @@ class LoginPanel(anywidget.AnyWidget):
                 self._set(error="", message="Not signed in.")
                 return
             desktop = self.source == "desktop"
+            shared = self.source == "environment"
             problem = None
             try:
-                # A desktop account's token belongs to Speckle's desktop apps: not revoked.
-                client.logout(revoke=not desktop)
+                # A desktop account's token belongs to Speckle's desktop apps, SPECKLE_TOKEN to whatever set
+                # it (often automation too): neither is revoked from here.
+                client.logout(revoke=not (desktop or shared))
             except SpeckleAuthError as err:
                 problem = err.message
             self._client_logged_out(client)
@@ -334,6 +341,9 @@ class LoginPanel(anywidget.AnyWidget):
             elif desktop:
                 self._set(message="Logged out in this notebook; the desktop account stays signed in for "
                           "Speckle's desktop apps.")
+            elif shared:
+                self._set(message="Logged out in this notebook. SPECKLE_TOKEN was not revoked (it may serve "
+                          "other jobs); unset it to stop signing in with it, or revoke it in Speckle's settings.")
             else:
                 self._set(message="Logged out: the token was revoked and forgotten.")
 

@@ -117,7 +117,8 @@ class FakeJupyter:
                     if fake.flows.get(flow) != "done":
                         return self.reply(409, {"error": "not_done", "message": "Not finished."})
                     fake.flows[flow] = "claimed"
-                    pair = {"server_url": "https://emu.example", "token": TOKEN, "refresh_token": REFRESH}
+                    pair = {"server_url": "https://emu.example", "token": TOKEN, "refresh_token": REFRESH,
+                            "app_id": "emuapp0001"}
                     return self.reply(200, pair)
                 if url.path == "/speckle-auth/refresh":
                     fake.refreshes.append(body)
@@ -212,12 +213,13 @@ def test_log_in_with_speckle_polls_claims_and_hands_over(open_panel, jupyter):
     assert tab.evaluate("window.opener") is None
     login = jupyter.logins[0]
     assert login["server"] == "https://emu.example" and len(login["flow"]) == 32
+    assert login["_xsrf"] == XSRF  # the login route changes state: it takes Jupyter's XSRF token
     assert page.is_visible(".snb-cancel") and page.is_hidden(".snb-open-link")
     assert page.get_attribute(".snb-login", "disabled") is not None
     jupyter.flows[login["flow"]] = "done"
     page.wait_for_function("window.model.sent.some((m) => m.type === 'oauth')", timeout=5000)
     assert sent(page)[-1] == {"type": "oauth", "server_url": "https://emu.example", "token": TOKEN,
-                              "refresh_token": REFRESH}
+                              "refresh_token": REFRESH, "app_id": "emuapp0001"}
     assert jupyter.claims == [{"flow": login["flow"]}]
     assert page.is_hidden(".snb-waiting")
 

@@ -42,7 +42,14 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
     raise SystemExit(f"{proc.args[2]} was not ready after {timeout:.0f} s; its log: {log}")
 
 
+def _stop(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Ctrl-C and SIGTERM both stop the demo, also when it was started with SIGINT ignored (in the background).
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="speckle-nb-auth-demo-"))
     lab_port = free_port()
     creds_file = workdir / "emulator.json"
@@ -88,7 +95,7 @@ def main() -> None:
             f"  A personal access token for the panel's PAT path is in {creds_file}.\n",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         print("A server stopped on its own; stopping the demo.", file=sys.stderr)

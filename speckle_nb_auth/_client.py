@@ -35,8 +35,8 @@ class Client:
 
     `refresher` renews an expired token (the login panel passes one that asks the Jupyter server); without
     one, `SPECKLE_APP_ID`/`SPECKLE_APP_SECRET` in the environment allow a direct refresh, for the server they
-    belong to (`SPECKLE_SERVER`) only. `on_refresh` is told
-    of each new pair so whoever stored the old one can replace it.
+    belong to (`SPECKLE_SERVER`) only. `on_refresh` is told of each new pair so whoever stored the old one can
+    replace it.
     """
 
     def __init__(

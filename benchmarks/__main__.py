@@ -58,7 +58,7 @@ def bench_import() -> list[Row]:
 
 
 def bench_first_login_call() -> list[Row]:
-    """`login()`'s first call in a real kernel (widget modules load then), against the kernel's `import httpx`."""
+    """`login()`'s first call in a real kernel (widget modules load then), against its second call."""
     from jupyter_client.manager import start_new_kernel
 
     with tempfile.TemporaryDirectory() as tmp, emulator_process("http://127.0.0.1:1/cb", Path(tmp)) as emu:

@@ -112,3 +112,7 @@ class GraphQLError(SpeckleAuthError):
 
 class NotSignedIn(SpeckleAuthError):
     code = "not_signed_in"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason  # why the last credential tried failed, when one was tried

@@ -55,12 +55,10 @@ def default_server() -> str:
 
 
 def not_signed_in(server: str | None = None, reason: str | None = None) -> NotSignedIn:
-    """The error saying how to sign in; `reason` (also kept as its `.reason`) says why the last try failed."""
+    """The error saying how to sign in; `reason` says why the last try failed."""
     where = f" to {server}" if server else ""
     because = f" The last sign-in tried failed: {reason}" if reason else ""
-    err = NotSignedIn(f"Not signed in to Speckle{where}.{because} {WAYS_TO_SIGN_IN}")
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
+    return NotSignedIn(f"Not signed in to Speckle{where}.{because} {WAYS_TO_SIGN_IN}", reason=reason)
 
 
 # --- candidates ---------------------------------------------------------------------------------------------

@@ -224,7 +224,7 @@ class LoginPanel(anywidget.AnyWidget):
                 fetch_scopes=True,
             )
         except NotSignedIn as err:
-            reason = getattr(err, "reason", None)
+            reason = err.reason
             if reason:  # e.g. SPECKLE_TOKEN was revoked: worth knowing before signing in another way
                 self._set(message=f"Not signed in yet. {reason}")
             return

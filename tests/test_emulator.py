@@ -7,6 +7,7 @@ import json
 import re
 import select
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -358,6 +359,85 @@ def test_a_refresh_token_lives_about_six_months(emu: Emulator, http: httpx.Clien
     with pytest.raises(RefreshRejected) as caught:
         _transport.call(http, call)
     assert caught.value.code == "refresh_expired"
+
+
+# --- Speckle's built-in public apps (speckle-protocol.md section 5) ----------------------------------------
+
+CONNECTOR_SCOPES = ["streams:read", "streams:write", "profile:read", "profile:email", "users:read", "users:invite"]
+APP_QUERY = "query($id: String!) { app(id: $id) { id name redirectUrl trustByDefault public scopes { name } } }"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_connector_app_is_public_and_answers_as_a_real_server(http: httpx.Client) -> None:
+    reply = gql(http, APP_QUERY, id="sca")  # anonymous: the query is public
+    assert reply.status_code == 200
+    assert reply.json() == {"data": {"app": {
+        "id": "sca", "name": "Speckle Connector", "redirectUrl": "http://localhost:29363", "trustByDefault": True,
+        "public": True, "scopes": [{"name": name} for name in CONNECTOR_SCOPES],
+    }}}
+
+
+def test_the_web_apps_are_seeded_with_every_scope(emu: Emulator, http: httpx.Client) -> None:
+    every = [s["name"] for s in gql(http, "{ serverInfo { scopes { name } } }").json()["data"]["serverInfo"]["scopes"]]
+    for app_id, name, redirect in (("spklwebapp", "Speckle Web Manager", emu.url),
+                                   ("explorer", "Speckle Explorer", f"{emu.url}/explorer")):
+        app = gql(http, APP_QUERY, id=app_id).json()["data"]["app"]
+        assert (app["name"], app["redirectUrl"], app["trustByDefault"], app["public"]) == (name, redirect, True, True)
+        assert [s["name"] for s in app["scopes"]] == every
+
+
+def test_a_registered_app_is_not_public(emu: Emulator, http: httpx.Client) -> None:
+    app = gql(http, APP_QUERY, id=emu.credentials["app_id"]).json()["data"]["app"]
+    assert app["public"] is False
+    assert "sca" not in emu.issued_secrets()  # its secret is its id: nothing to leak
+    assert emu.credentials["app_secret"] in emu.issued_secrets()
+
+
+def test_the_connector_signs_in_with_its_public_secret_on_a_port_of_the_tests_choice() -> None:
+    port = free_port()
+    with Emulator(connector_redirect_url=f"http://localhost:{port}") as emu, \
+            httpx.Client(base_url=emu.url, timeout=5, follow_redirects=False) as http:
+        creds = emu.credentials
+        assert creds["connector_redirect_url"] == f"http://localhost:{port}"
+        app = _transport.call(http, _protocol.app_info(emu.url, "sca"))
+        assert app is not None and app["redirectUrl"] == f"http://localhost:{port}"
+        params = {"appId": "sca", "challenge": CHALLENGE, "token": creds["session_token"]}
+        reply = http.get("/auth/accesscode", params=params)
+        assert reply.status_code == 302
+        location = reply.headers["location"]
+        assert re.fullmatch(rf"http://localhost:{port}\?access_code=[0-9a-f]{{42}}", location)  # no "/" before "?"
+        code = location.rsplit("=", 1)[1]
+        pair = _transport.call(http, _protocol.exchange_code(emu.url, "sca", "sca", code, CHALLENGE))
+        me = _transport.call(http, _protocol.whoami(emu.url, pair.token))
+        assert me.user.email == "ada@example.com"  # the token carries the app's profile:email
+        renewed = _transport.call(http, _protocol.refresh(emu.url, "sca", "sca", pair.refresh_token or ""))
+        assert is_valid(http, renewed.token)
+        # Its scopes are its app's: it may write projects but not list the user's tokens.
+        with pytest.raises(MissingScope):
+            _transport.call(http, _protocol.token_scopes(emu.url, pair.token))
+
+
+def test_the_public_apps_skip_consent(browser: httpx.Client) -> None:
+    sign_in(browser, verify_path("sca"), "ada@example.com", "speckle-ada")
+    for app_id in ("sca", "explorer", "spklwebapp"):
+        reply = browser.get(verify_path(app_id))
+        assert reply.status_code == 302, app_id
+        assert "?access_code=" in reply.headers["location"]
+    assert browser.get(verify_path("sca")).headers["location"].startswith("http://localhost:29363?access_code=")
+
+
+def test_the_connector_code_needs_its_challenge(emu: Emulator, http: httpx.Client) -> None:
+    """With a public secret, the challenge is all that makes an intercepted code worthless."""
+    code = code_for(http, emu, app_id="sca")
+    reply = exchange(http, {"appId": "sca", "appSecret": "sca", "accessCode": code, "challenge": "d" * 43})
+    assert reply.json()["err"].startswith("Code challenge mismatch")
+    again = exchange(http, {"appId": "sca", "appSecret": "sca", "accessCode": code, "challenge": CHALLENGE})
+    assert again.json() == {"err": "Access code not found."}  # the wrong challenge burnt it
 
 
 # --- the Authorization header -------------------------------------------------------------------------------
@@ -795,7 +875,8 @@ def test_requests_seen_and_their_headers(emu: Emulator, http: httpx.Client) -> N
 def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals) -> None:
     creds_file = tmp_path / "emulator.json"
     command = [sys.executable, "-m", "speckle_nb_auth.emulator", "--port", "0",
-               "--credentials-file", str(creds_file), "--redirect-url", REDIRECT]
+               "--credentials-file", str(creds_file), "--redirect-url", REDIRECT,
+               "--connector-redirect-url", "http://localhost:1234"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         try:
@@ -807,6 +888,7 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
             assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
             creds = json.loads(creds_file.read_text())
             assert creds["url"] == match.group(1) and creds["redirect_url"] == REDIRECT
+            assert creds["connector_redirect_url"] == "http://localhost:1234"
             with httpx.Client(timeout=5) as http:
                 me = _transport.call(http, _protocol.whoami(creds["url"], creds["pat"]))
             assert me.user.email == creds["users"][0]["email"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._emulator import Emulator
-from ._state import DEFAULT_REDIRECT_URL
+from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL
 
 __all__ = ["main"]
 
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         "--redirect-url",
         default=DEFAULT_REDIRECT_URL,
         help="the seeded app's redirect URL (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--connector-redirect-url",
+        default=DEFAULT_CONNECTOR_REDIRECT_URL,
+        help="where Speckle's public connector app 'sca' sends the browser back (default: %(default)s)",
     )
     parser.add_argument(
         "--credentials-file",
@@ -73,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         redirect_url=args.redirect_url,
+        connector_redirect_url=args.connector_redirect_url,
         challenge_method=args.challenge_method,
         trusted=args.trusted,
     )

@@ -18,7 +18,7 @@ from tornado.netutil import bind_sockets
 
 from ._app import make_app
 from ._faults import RequestHeaders, Traffic
-from ._state import DEFAULT_REDIRECT_URL, ChallengeMethod, State
+from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL, ChallengeMethod, State
 
 __all__ = ["Emulator"]
 
@@ -30,6 +30,9 @@ class Emulator:
 
     `challenge_method="S256"` makes the code exchange hash the `challenge` it receives (the variant Speckle's
     docs describe); `trusted=True` marks the seeded app trusted, so its users see no consent screen.
+    Speckle's built-in public apps are there too (`sca`, `spklwebapp`, `explorer`); `connector_redirect_url`
+    is where `sca` sends the browser back (a real server's `http://localhost:29363`), so a test can listen on
+    a free port instead.
     """
 
     def __init__(
@@ -39,10 +42,16 @@ class Emulator:
         redirect_url: str = DEFAULT_REDIRECT_URL,
         challenge_method: ChallengeMethod = "plain",
         trusted: bool = False,
+        connector_redirect_url: str = DEFAULT_CONNECTOR_REDIRECT_URL,
     ) -> None:
         self.host = host
         self._port = port
-        self._state = State(redirect_url=redirect_url, challenge_method=challenge_method, trusted=trusted)
+        self._state = State(
+            redirect_url=redirect_url,
+            connector_redirect_url=connector_redirect_url,
+            challenge_method=challenge_method,
+            trusted=trusted,
+        )
         self._traffic = Traffic()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +70,7 @@ class Emulator:
         # Bound here rather than in the thread, so a busy port raises in the caller.
         sockets = bind_sockets(self._port, self.host)
         self._port = sockets[0].getsockname()[1]
+        self._state.set_origin(self._url_for(self._port))
         ready = threading.Event()
         self._thread = threading.Thread(
             target=lambda: asyncio.run(self._serve(sockets, ready)), name="speckle-emulator", daemon=True
@@ -103,13 +113,17 @@ class Emulator:
         """`http://HOST:PORT`, no trailing slash."""
         if self._thread is None:
             raise RuntimeError("start the emulator first: its port is chosen when it starts")
+        return self._url_for(self._port)
+
+    def _url_for(self, port: int) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        return f"http://{host}:{port}"
 
     @property
     def credentials(self) -> dict[str, Any]:
         """The seeded secrets: `url`, `pat`, `session_token`, `app_id`, `app_secret`, `redirect_url`,
-        `users` (each with `id`, `name`, `email`, `password`, `pat`, `session_token`)."""
+        `connector_redirect_url` (where the public app `sca` redirects), `users` (each with `id`, `name`,
+        `email`, `password`, `pat`, `session_token`)."""
         return self._state.credentials(self.url)
 
     # --- shaping the server ---------------------------------------------------------------------------------

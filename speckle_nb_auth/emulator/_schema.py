@@ -232,7 +232,9 @@ def _scopes(names: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
     return [{"name": name, "description": ALL_SCOPES[name]} for name in names]
 
 
-def _author(state: State, app: App) -> dict[str, Any]:
+def _author(state: State, app: App) -> dict[str, Any] | None:
+    if app.author_id is None:  # the built-in apps
+        return None
     author = state.user(app.author_id)
     return {"id": author.id, "name": author.name, "avatar": None}
 
@@ -309,7 +311,7 @@ def _app(_root: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | Non
         return None
     return {
         **_app_item(state, app),
-        "public": True,
+        "public": app.public,
         "createdAt": _iso(app.created_at),
         "redirectUrl": app.redirect_url,
         "scopes": _scopes(app.scopes),

@@ -22,6 +22,8 @@ from typing import Any, Literal
 __all__ = [
     "ALL_SCOPES",
     "CODE_LIFESPAN",
+    "CONNECTOR_APP_ID",
+    "DEFAULT_CONNECTOR_REDIRECT_URL",
     "DEFAULT_REDIRECT_URL",
     "PAT_SCOPES",
     "REFRESH_LIFESPAN",
@@ -41,6 +43,8 @@ __all__ = [
 ChallengeMethod = Literal["plain", "S256"]
 
 DEFAULT_REDIRECT_URL = "http://127.0.0.1:8888/speckle-auth/callback"
+DEFAULT_CONNECTOR_REDIRECT_URL = "http://localhost:29363"  # where Speckle's desktop connectors listen
+CONNECTOR_APP_ID = "sca"
 
 # Every scope a Speckle server knows, with the text its consent page shows.
 ALL_SCOPES: dict[str, str] = {
@@ -69,6 +73,7 @@ ALL_SCOPES: dict[str, str] = {
     "automate-functions:write": "Create and change automate functions.",
 }
 PAT_SCOPES = ("profile:read", "profile:email", "streams:read", "users:read")
+CONNECTOR_SCOPES = ("streams:read", "streams:write", "profile:read", "profile:email", "users:read", "users:invite")
 
 CODE_LIFESPAN = 600.0  # seconds: access codes live 10 minutes
 REFRESH_LIFESPAN = 180 * 24 * 3600.0  # seconds: ~6 months, the server's 1.5552e10 ms
@@ -143,6 +148,8 @@ class RefreshToken:
 
 @dataclass
 class App:
+    """`public`: one of the server's built-in apps, whose secret is its id; they have no author."""
+
     id: str
     secret: str = field(repr=False)
     name: str
@@ -150,8 +157,9 @@ class App:
     redirect_url: str
     scopes: tuple[str, ...]
     trusted: bool
-    author_id: str
+    author_id: str | None
     created_at: float
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,7 @@ class State:
         self,
         *,
         redirect_url: str = DEFAULT_REDIRECT_URL,
+        connector_redirect_url: str = DEFAULT_CONNECTOR_REDIRECT_URL,
         challenge_method: ChallengeMethod = "plain",
         trusted: bool = False,
     ) -> None:
@@ -236,7 +245,30 @@ class State:
                 {"id": user.id, "name": name, "email": email, "password": password, "pat": pat.value,
                  "session_token": session.value}
             )
+        self._seed_public_apps(connector_redirect_url)
         self.seed_app = self.create_app("Speckle notebook login", redirect_url, PAT_SCOPES, trusted=trusted)
+
+    def _seed_public_apps(self, connector_redirect_url: str) -> None:
+        """The apps every Speckle server creates at start-up (`defaultApps.ts`): secret = id, public, trusted.
+        The web apps' redirect URLs are the server's own origin, set by `set_origin` once the port is known."""
+        everything = tuple(ALL_SCOPES)
+        for app_id, name, description, redirect_url, scopes in (
+            ("spklwebapp", "Speckle Web Manager",
+             "The Speckle Web Manager is your one-stop place to manage and coordinate your data.", "", everything),
+            ("explorer", "Speckle Explorer", "GraphiQL Playground with authentication.", "", everything),
+            (CONNECTOR_APP_ID, "Speckle Connector", "A Speckle Desktop Connectors.", connector_redirect_url,
+             CONNECTOR_SCOPES),
+        ):
+            self._apps[app_id] = App(
+                id=app_id, secret=app_id, name=name, description=description, redirect_url=redirect_url,
+                scopes=scopes, trusted=True, author_id=None, created_at=self.now(), public=True,
+            )
+
+    def set_origin(self, url: str) -> None:
+        """The server's own address, which the web frontend's apps redirect to."""
+        with self._lock:
+            self._apps["spklwebapp"].redirect_url = url
+            self._apps["explorer"].redirect_url = f"{url}/explorer"
 
     # --- the clock ------------------------------------------------------------------------------------------
 
@@ -259,6 +291,7 @@ class State:
                 "app_id": self.seed_app.id,
                 "app_secret": self.seed_app.secret,
                 "redirect_url": self.seed_app.redirect_url,
+                "connector_redirect_url": self._apps[CONNECTOR_APP_ID].redirect_url,
                 "users": [dict(user) for user in self._seeded],
             }
 
@@ -296,12 +329,13 @@ class State:
             return list(self._apps.values())
 
     def issued_secrets(self) -> list[str]:
-        """Every secret handed out and still known: tokens, refresh tokens, app secrets, unused access codes."""
+        """Every secret handed out and still known: tokens, refresh tokens, app secrets, unused access codes.
+        The built-in apps' secrets are public (each is its app's id), so they are not among them."""
         with self._lock:
             return (
                 [token.value for token in self._tokens.values()]
                 + [refresh.id + refresh.secret for refresh in self._refresh_tokens.values()]
-                + [app.secret for app in self._apps.values()]
+                + [app.secret for app in self._apps.values() if not app.public]
                 + list(self._codes)
             )
 

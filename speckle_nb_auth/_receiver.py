@@ -1,0 +1,468 @@
+"""The loopback receiver: a one-shot web listener on this machine that catches Speckle's redirect after a sign-in.
+
+Speckle sends the browser to the app's one registered redirect URL (`http://localhost:29363` for the public
+connector app) with `?access_code=<42 hex>` or `?denied=true`. `LoopbackReceiver` listens there while one login
+is pending, on 127.0.0.1 and ::1 (a browser resolves `localhost` to either), takes the first well-formed answer
+on the expected path, shows a page saying what happened, and closes its port. Anything else (another method or
+path, a malformed code, a foreign Host) is refused with a 4xx and the receiver keeps listening.
+
+Stdlib only (no Tornado): the server extension runs it in a thread, the kernel and the terminal login directly.
+Nothing is logged: request lines carry the code.
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import os
+import re
+import secrets
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from ._errors import ConfigurationError, LoginDenied, SpeckleAuthError
+from ._protocol import is_loopback_host
+
+__all__ = [
+    "CODE_LIFETIME",
+    "LoopbackReceiver",
+    "PasteNotUnderstood",
+    "PortBusy",
+    "Received",
+    "code_from_pasted",
+    "is_access_code",
+]
+
+CODE_LIFETIME = 600.0  # seconds: Speckle's access codes live 10 minutes, so no login waits longer
+_CODE = re.compile(r"[0-9a-f]{42}")
+_HANDLER_TIMEOUT = 10.0  # seconds a connection may take to send its request or read the page
+# Errors that mean "this machine has no IPv6 loopback", not "the port is taken".
+_NO_ADDRESS = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, getattr(errno, "EPROTONOSUPPORT", -1)}
+
+Outcome = Literal["code", "denied", "expired", "cancelled"]
+
+
+class PortBusy(SpeckleAuthError):
+    code = "port_busy"
+
+
+class PasteNotUnderstood(SpeckleAuthError):
+    code = "paste_not_understood"
+
+
+@dataclass(frozen=True)
+class Received:
+    """How a login ended: `code` (with the access code), `denied` (Deny on Speckle's page), `expired` (nobody
+    came back in time) or `cancelled`."""
+
+    kind: Outcome
+    code: str | None = field(default=None, repr=False)
+
+
+def is_access_code(value: str) -> bool:
+    return bool(_CODE.fullmatch(value))
+
+
+def code_from_pasted(text: str) -> str:
+    """The access code in what a user pasted: the address the sign-in tab ended on
+    (`http://localhost:29363/?access_code=...`) or the bare code. The text is never repeated in an error."""
+    cleaned = text.strip().strip("\"'<>").strip() if isinstance(text, str) else ""
+    if is_access_code(cleaned):
+        return cleaned
+    query = urlsplit(cleaned).query if "?" in cleaned else cleaned
+    try:
+        fields = parse_qs(query, max_num_fields=8)
+    except ValueError:
+        fields = {}
+    codes = fields.get("access_code", [])
+    if len(codes) == 1 and is_access_code(codes[0]):
+        return codes[0]
+    if fields.get("denied") == ["true"]:
+        raise LoginDenied("That address says the sign-in was denied on Speckle's page: start the login again.")
+    raise PasteNotUnderstood(
+        "That is not the address Speckle sent the sign-in tab to. Copy the whole address from that tab's "
+        "address bar (it starts with http://localhost and holds access_code=) and paste it, or paste the "
+        "42-character code that follows access_code=."
+    )
+
+
+class LoopbackReceiver:
+    """Listens for one sign-in answer on `redirect_url` (its host must be this machine; port 0 picks a free
+    port, see `url`). `start()` binds at once (a busy port raises `PortBusy`) and serves in a daemon thread;
+    the port closes when an answer came, on `cancel()`/`close()`, or after `lifetime` seconds ("expired").
+    `on_result` is called once, from the receiver's thread, after the port closed. `return_url` is linked
+    from the page; `back_to` names where the user goes back to."""
+
+    def __init__(
+        self,
+        redirect_url: str,
+        *,
+        lifetime: float = CODE_LIFETIME,
+        return_url: str | None = None,
+        on_result: Callable[[Received], None] | None = None,
+        back_to: str = "the notebook",
+    ) -> None:
+        parts = urlsplit(redirect_url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        host = (parts.hostname or "").lower()
+        odd = port == -1 or parts.username is not None or parts.query or parts.fragment
+        if parts.scheme != "http" or not is_loopback_host(host) or odd:
+            raise ConfigurationError(
+                "The sign-in app sends users back to an address that is not a plain http address on this "
+                "machine, so no listener here can receive its answer: use paste-back, or an app whose redirect "
+                "URL is http://localhost:PORT."
+            )
+        if not lifetime > 0:
+            raise ValueError("lifetime must be a positive number of seconds")
+        self._scheme_host = parts.netloc.rsplit(":", 1)[0] if parts.port is not None else parts.netloc
+        self._addresses = _addresses(host)
+        self._wanted_port = port if port is not None else 80
+        self._path = parts.path or "/"
+        self._lifetime = float(lifetime)
+        self._return_url = return_url if return_url and urlsplit(return_url).scheme in ("http", "https") else None
+        self._on_result = on_result
+        self._back_to = back_to
+        self._lock = threading.Lock()
+        self._servers: list[_Server] = []
+        self._outcome: Received | None = None
+        self._decided = threading.Event()  # an outcome is final (its page, if any, was sent)
+        self._closed = threading.Event()  # the port is closed
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread: threading.Thread | None = None
+        self._port = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> LoopbackReceiver:
+        if self._thread is not None or self._closed.is_set():
+            raise RuntimeError("this receiver was already started: make a new one for each login")
+        self._servers = self._bind()
+        self._port = self._servers[0].server_address[1]
+        self._thread = threading.Thread(target=self._serve, name="speckle-loopback-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._port or self._wanted_port
+
+    @property
+    def url(self) -> str:
+        """The redirect URL listened for, with the port actually bound."""
+        path = "" if self._path == "/" else self._path
+        return f"http://{self._scheme_host}:{self.port}{path}"
+
+    def wait(self, timeout: float | None = None) -> Received | None:
+        """The outcome once the port is closed; None if still pending after `timeout` seconds."""
+        if self._thread is None and not self._closed.is_set():
+            raise RuntimeError("start the receiver first")
+        if not self._closed.wait(timeout):
+            return None
+        return self._outcome
+
+    def cancel(self) -> None:
+        """End a pending login ("cancelled") and close the port; an answer already received is kept."""
+        self._decide(Received("cancelled"))
+        if self._thread is None:
+            self._closed.set()
+            self._wake_r.close()
+            self._wake_w.close()
+        elif self._thread is not threading.current_thread():
+            self._closed.wait()
+
+    def close(self) -> None:
+        """Idempotent: afterwards the port is closed (a pending login ends as "cancelled")."""
+        self.cancel()
+
+    def __enter__(self) -> LoopbackReceiver:
+        return self if self._thread is not None else self.start()
+
+    def __exit__(
+        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed.is_set() else ("listening" if self._thread else "not started")
+        return f"LoopbackReceiver({self.url}, {state})"
+
+    # --- binding --------------------------------------------------------------------------------------------
+
+    def _bind(self) -> list[_Server]:
+        """One server per loopback address, all on one port (a free one when the URL says 0)."""
+        for _ in range(20 if self._wanted_port == 0 else 1):
+            try:
+                return self._bind_all(self._wanted_port)
+            except _Retry:
+                continue
+        raise PortBusy("No free port was found on this machine for the sign-in listener: use paste-back instead.")
+
+    def _bind_all(self, port: int) -> list[_Server]:
+        servers: list[_Server] = []
+        try:
+            for family, address in self._addresses:
+                try:
+                    server = _Server(family, (address, port), self)
+                except OSError as err:
+                    if family == socket.AF_INET6 and (err.errno in _NO_ADDRESS or not socket.has_ipv6):
+                        continue  # no IPv6 here: browsers then reach the IPv4 listener
+                    if err.errno == errno.EADDRINUSE:
+                        if self._wanted_port == 0:
+                            raise _Retry from None
+                        raise self._busy() from None
+                    raise ConfigurationError(
+                        f"Could not listen on port {port} of this machine for the sign-in answer "
+                        f"({os.strerror(err.errno) if err.errno else 'unknown error'}): use paste-back instead."
+                    ) from None
+                servers.append(server)
+                port = server.server_address[1]
+            if not servers:
+                raise ConfigurationError("This machine has no loopback address to listen on: use paste-back.")
+            return servers
+        except BaseException:
+            for server in servers:
+                server.server_close()
+            raise
+
+    def _busy(self) -> PortBusy:
+        return PortBusy(
+            f"Port {self._wanted_port} on this machine is already in use (by Speckle's desktop service or "
+            "another login waiting there), so this login cannot listen for Speckle's answer. Sign in in the "
+            "browser anyway, then paste the address of the page it ends on (paste-back)."
+        )
+
+    # --- serving --------------------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + self._lifetime
+        try:
+            with selectors.DefaultSelector() as selector:
+                for server in self._servers:
+                    selector.register(server, selectors.EVENT_READ, server)
+                selector.register(self._wake_r, selectors.EVENT_READ, None)
+                while not self._decided.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._decide(Received("expired"))
+                        break
+                    for key, _ in selector.select(remaining):
+                        if key.data is not None:
+                            key.data.handle_request()
+                # An answer claimed while time ran out still has its page being sent: let it finish.
+                self._decided.wait(_HANDLER_TIMEOUT + 5)
+        finally:
+            for server in self._servers:
+                server.server_close()
+            self._wake_r.close()
+            self._wake_w.close()
+            self._closed.set()
+        if self._on_result is not None and self._outcome is not None:
+            self._on_result(self._outcome)
+
+    def _decide(self, outcome: Received) -> None:
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = outcome
+            elif not self._decided.is_set() and outcome.kind not in ("code", "denied"):
+                return  # an answer is being delivered: its handler decides once its page is sent
+            self._decided.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # already closed: the serving loop has ended
+
+    def _claim(self, outcome: Received) -> bool:
+        """The first answer wins; later ones (a second tab, a reload) are refused."""
+        with self._lock:
+            if self._outcome is not None:
+                return False
+            self._outcome = outcome
+            return True
+
+    def _handle(self, request: _Handler) -> None:
+        target = urlsplit(request.path)
+        if not request.path.startswith("/") or not self._host_ok(request.headers.get("Host", "")):
+            return request.page(400, "Not a sign-in answer", "This address only takes Speckle's sign-in answer.")
+        if target.path != self._path:
+            return request.page(404, "Not found", "This address only takes Speckle's sign-in answer.")
+        try:
+            fields = parse_qs(target.query, keep_blank_values=True, strict_parsing=True, max_num_fields=4)
+        except ValueError:
+            fields = {}
+        if set(fields) == {"access_code"} and len(fields["access_code"]) == 1 and is_access_code(
+            fields["access_code"][0]
+        ):
+            outcome = Received("code", fields["access_code"][0])
+            title, message = "Sign-in received", (
+                f"Speckle has answered. Go back to {self._back_to}, where the sign-in finishes; you can close "
+                "this tab."
+            )
+        elif fields == {"denied": ["true"]}:
+            outcome = Received("denied")
+            title, message = "Sign-in cancelled", (
+                f"You chose not to allow access on Speckle's page. Go back to {self._back_to} to start again."
+            )
+        else:
+            return request.page(
+                400, "Not a sign-in answer", "This is not an answer from Speckle's sign-in: nothing was done."
+            )
+        if not self._claim(outcome):
+            return request.page(
+                409, "Sign-in already answered",
+                f"This login already received its answer: go back to {self._back_to}.",
+            )
+        try:
+            link = (self._return_url, f"Back to {self._back_to}") if self._return_url else None
+            request.page(200, title, message, link)
+        finally:
+            self._decide(outcome)
+
+    def _host_ok(self, host: str) -> bool:
+        """The Host a browser sends for the redirect URL: a loopback name with our port (a page elsewhere
+        that rebinds a DNS name to 127.0.0.1 sends its own name)."""
+        try:
+            parts = urlsplit(f"//{host}")
+            return (parts.port or 80) == self.port and is_loopback_host(parts.hostname or "")
+        except ValueError:
+            return False
+
+
+def _addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
+    if host == "localhost" or host.endswith(".localhost"):
+        return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+    if ":" in host:
+        return [(socket.AF_INET6, host)]
+    return [(socket.AF_INET, host)]
+
+
+class _Retry(Exception):
+    """A free port for one address family was taken on the other: try another."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Windows lets SO_REUSEADDR take over a port another program listens on: never there.
+    allow_reuse_address = os.name != "nt"
+    allow_reuse_port = False
+    timeout = 0  # `handle_request` is called only when a connection is waiting
+
+    def __init__(self, family: socket.AddressFamily, address: tuple[str, int], receiver: LoopbackReceiver) -> None:
+        self.address_family = family
+        self.receiver = receiver
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        TCPServer.server_bind(self)  # not HTTPServer's: it looks the host name up in DNS
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "speckle-nb-auth"
+    sys_version = ""
+    timeout = _HANDLER_TIMEOUT
+
+    def do_GET(self) -> None:
+        self.server.receiver._handle(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):  # every other method
+            return self._refuse_method
+        raise AttributeError(name)
+
+    def _refuse_method(self) -> None:
+        self.page(405, "Method not allowed", "This address only takes Speckle's sign-in answer.", allow="GET")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request lines, ...): its default page repeats the request line."""
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # an unread request line: answer in 1.0
+            self.request_version = "HTTP/1.0"
+        if not hasattr(self, "command"):
+            self.command = ""
+        self.page(code if 400 <= code < 600 else 400, "Bad request", "This request could not be read.")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: request lines carry the access code."""
+
+    def page(
+        self, status: int, title: str, message: str, link: tuple[str, str] | None = None, *, allow: str = ""
+    ) -> None:
+        """Send one of the receiver's pages; `link` is (address, text)."""
+        nonce = secrets.token_urlsafe(18)
+        anchor = (
+            f'<p><a href="{html.escape(link[0], quote=True)}" rel="noreferrer">{html.escape(link[1])}</a></p>'
+            if link
+            else ""
+        )
+        body = _DOCUMENT.format(
+            nonce=nonce, title=html.escape(title), message=html.escape(message), link=anchor
+        ).encode("utf-8")
+        self.send_response(status)
+        for name, value in _headers(nonce).items():
+            self.send_header(name, value)
+        if allow:
+            self.send_header("Allow", allow)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def _headers(nonce: str) -> dict[str, str]:
+    return {
+        "Content-Type": "text/html; charset=UTF-8",
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
+
+
+# The script takes the code out of the address bar and the history: the page stays, the code does not.
+_DOCUMENT = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{title} \u00b7 Speckle</title>
+<style nonce="{nonce}">
+body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem;
+       line-height: 1.5; color: #1f2328; }}
+h1 {{ font-size: 1.4rem; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p>{message}</p>
+{link}
+</main>
+<script nonce="{nonce}">
+try {{ history.replaceState(null, "", location.pathname); }} catch (err) {{ /* the page works without it */ }}
+</script>
+</body>
+</html>
+"""

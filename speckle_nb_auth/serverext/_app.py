@@ -12,6 +12,9 @@ Configure it in `jupyter_server_config.py`:
 or, for one server, with the environment variables SPECKLE_SERVER, SPECKLE_APP_ID, SPECKLE_APP_SECRET and
 SPECKLE_REDIRECT_URI (handy in JupyterHub images). A mistake in the configuration is logged as an error at
 start-up and turns off only what it concerns; Jupyter itself keeps working.
+
+`python -m speckle_nb_auth.serverext` lists the options with their help texts (`jupyter server --help-all` lists
+only Jupyter's own).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from traitlets import Bool, Float, Int, List, Unicode, default
 
 from .._protocol import ChallengeMethod
 from .._transport import DEFAULT_TIMEOUT
+from .._version import __version__
 from ._config import SpeckleServer, find_server, read_servers, redirect_uri_problem
 from ._flows import FlowStore
 from ._handlers import PREFIX, routes
@@ -42,6 +46,15 @@ SCRUBBED_PARAMS = ("access_code", "next")
 
 class SpeckleAuthApp(ExtensionApp):
     name = "speckle_nb_auth"
+    version = __version__
+    description = (
+        "Sign in to Speckle from Jupyter: the server extension behind the login panel, which runs the "
+        '"Log in with Speckle" flow with the app secret kept in this process.'
+    )
+
+    # Set once the settings are made: a start that failed before then has nothing to check or close.
+    http_client: httpx.AsyncClient | None = None
+    _redirect_check: asyncio.Task[None] | None = None
 
     # Not List(Dict()): a wrong entry is reported and skipped, instead of failing the whole extension.
     servers: List[Any] = List(
@@ -140,17 +153,17 @@ class SpeckleAuthApp(ExtensionApp):
             self.log.error("Speckle login configuration: %s", problem)
         for warning in self._secrets_in_debug_log():
             self.log.warning("Speckle login configuration: %s", warning)
-        self.http_client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        http_client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
         self.logins = Logins(
             servers,
             default_server,
             FlowStore(lifetime=lifetime, max_flows=max(1, self.max_flows)),
-            self.http_client,
+            http_client,
             challenge_method=method,
             allow_http=self.allow_http,
             log=self.log,
         )
-        self._redirect_check: asyncio.Task[None] | None = None
+        self.http_client = http_client
         oauth = [server.url for server in servers if server.oauth]
         self.log.info(
             "Speckle login: %d server(s) configured, OAuth login for %s",
@@ -208,12 +221,17 @@ class SpeckleAuthApp(ExtensionApp):
         self.handlers.extend(routes())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.http_client is None:
+            return  # its configuration failed, which Jupyter has logged
         # in the background: start-up never waits for a Speckle server, and the check never raises
         self._redirect_check = asyncio.ensure_future(
             check_redirect_uris(self.http_client, self.logins.servers, self.callback_uri(), self.log)
         )
 
     async def stop_extension(self) -> None:
+        # Never raises: Jupyter stops its event loop only after every extension has stopped, so an error here
+        # would leave the server running and deaf to SIGTERM.
         if self._redirect_check is not None:
             self._redirect_check.cancel()
-        await self.http_client.aclose()
+        if self.http_client is not None:
+            await self.http_client.aclose()

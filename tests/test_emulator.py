@@ -36,7 +36,7 @@ CHALLENGE = "c" * 43
 HEX42 = re.compile(r"[0-9a-f]{42}")
 INVALID_TOKEN = b'{"error":"Your token is not valid."}'
 PAT_SCOPES = ["profile:read", "profile:email", "streams:read", "users:read"]
-SIX_MONTHS = 180 * 24 * 3600
+REFRESH_LIFESPAN = 1.577e10 / 1000  # seconds: the server's refresh token lifespan
 CREATE_TOKEN = "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }"
 REVOKE_TOKEN = "mutation($t: String!) { apiTokenRevoke(token: $t) }"
 
@@ -165,6 +165,8 @@ def test_accesscode_answers_json_or_redirects(emu: Emulator, http: httpx.Client)
     assert as_json.status_code == 200 and re.fullmatch(expected, as_json.json()["redirectUrl"])
     redirect = http.get("/auth/accesscode", params=params)
     assert redirect.status_code == 302 and re.fullmatch(expected, redirect.headers["location"])
+    # Express's res.redirect writes this body; a real server sends it too.
+    assert redirect.text == f"Found. Redirecting to {redirect.headers['location']}"
 
 
 def test_one_challenge_can_get_several_codes(emu: Emulator, http: httpx.Client) -> None:
@@ -347,9 +349,9 @@ def test_refresh_errors(emu: Emulator, http: httpx.Client, change: dict[str, str
     assert reply.status_code == 401 and reply.json() == {"err": err}
 
 
-def test_a_refresh_token_lives_about_six_months(emu: Emulator, http: httpx.Client) -> None:
+def test_a_refresh_token_lives_as_long_as_on_the_server(emu: Emulator, http: httpx.Client) -> None:
     first, second = app_login(http, emu), app_login(http, emu)
-    emu.advance_clock(SIX_MONTHS - 3600)
+    emu.advance_clock(REFRESH_LIFESPAN - 3600)
     assert exchange(http, refresh_body(emu, first["refreshToken"])).status_code == 200
     emu.advance_clock(7200)
     reply = exchange(http, refresh_body(emu, second["refreshToken"]))
@@ -422,8 +424,8 @@ def test_the_connector_signs_in_with_its_public_secret_on_a_port_of_the_tests_ch
             _transport.call(http, _protocol.token_scopes(emu.url, pair.token))
 
 
-def test_the_public_apps_skip_consent(browser: httpx.Client) -> None:
-    sign_in(browser, verify_path("sca"), "ada@example.com", "speckle-ada")
+def test_the_public_apps_skip_consent(emu: Emulator, browser: httpx.Client) -> None:
+    sign_in(browser, verify_path("sca"), "ada@example.com", password_of(emu, "ada@example.com"))
     for app_id in ("sca", "explorer", "spklwebapp"):
         reply = browser.get(verify_path(app_id))
         assert reply.status_code == 302, app_id
@@ -462,6 +464,25 @@ def test_a_bad_token_is_refused_on_every_route(
     assert reply.headers["content-type"].startswith("application/json")
     assert reply.content == INVALID_TOKEN
     assert reply.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_token_lifespan_counts_from_its_creation(emu: Emulator, http: httpx.Client) -> None:
+    pat = new_pat(http, emu, ["profile:read"], lifespan=3_600_000)  # one hour
+    for _ in range(5):  # used every 12 minutes: each use would restart a lifespan counted from the last one
+        emu.advance_clock(12 * 60 - 1)
+        assert is_valid(http, pat)
+    emu.advance_clock(10)
+    assert not is_valid(http, pat)
+
+
+def test_a_token_past_its_lifespan_is_deleted_when_refused(emu: Emulator, http: httpx.Client) -> None:
+    pat = new_pat(http, emu, ["profile:read"], lifespan=60_000)
+    emu.advance_clock(61)
+    assert not is_valid(http, pat)
+    emu.advance_clock(-61)  # gone, not merely expired: a clock set back does not bring it back
+    assert not is_valid(http, pat)
+    listed = gql(http, "{ activeUser { apiTokens { id } } }", emu.credentials["session_token"])
+    assert pat[:10] not in {t["id"] for t in listed.json()["data"]["activeUser"]["apiTokens"]}
 
 
 def test_a_logged_out_or_revoked_token_is_refused(emu: Emulator, http: httpx.Client) -> None:
@@ -613,9 +634,23 @@ def test_each_user_has_demo_projects(emu: Emulator, http: httpx.Client) -> None:
 def test_the_app_query_is_public(emu: Emulator, http: httpx.Client) -> None:
     app = _transport.call(http, _protocol.app_info(emu.url, emu.credentials["app_id"]))
     assert app is not None
-    assert app["redirectUrl"] == REDIRECT and [s["name"] for s in app["scopes"]] == PAT_SCOPES
+    # The server lists an app's scopes in the order of its scope table, not the order they were registered in.
+    server_order = ["streams:read", "profile:read", "profile:email", "users:read"]
+    assert app["redirectUrl"] == REDIRECT and [s["name"] for s in app["scopes"]] == server_order
     reply = gql(http, "query($id: String!) { app(id: $id) { trustByDefault } }", id="nope")
     assert reply.json() == {"data": {"app": None}}
+
+
+def test_an_app_lists_its_scopes_in_the_servers_order(emu: Emulator, http: httpx.Client) -> None:
+    server_order = [s["name"] for s in
+                    gql(http, "{ serverInfo { scopes { name } } }").json()["data"]["serverInfo"]["scopes"]]
+    registered = ["users:read", "tokens:read", "profile:email", "streams:write", "profile:read", "users:read"]
+    app = emu.create_app("Shuffled", REDIRECT, registered)
+    scopes = [s["name"] for s in gql(http, APP_QUERY, id=app["app_id"]).json()["data"]["app"]["scopes"]]
+    assert scopes == [name for name in server_order if name in registered]
+    code = code_for(http, emu, app_id=app["app_id"])
+    token = exchange(http, exchange_body(emu, code, appId=app["app_id"], appSecret=app["app_secret"])).json()
+    assert _transport.call(http, _protocol.token_scopes(emu.url, token["token"])) is None  # not a PAT
 
 
 def test_authenticated_as_app(emu: Emulator, http: httpx.Client) -> None:
@@ -712,6 +747,10 @@ def verify_path(app_id: str) -> str:
     return f"/authn/verify/{app_id}/{CHALLENGE}"
 
 
+def password_of(emu: Emulator, email: str) -> str:
+    return next(user["password"] for user in emu.credentials["users"] if user["email"] == email)
+
+
 def sign_in(browser: httpx.Client, path: str, email: str, password: str) -> httpx.Response:
     form = browser.get(path).text
     fields = {"_xsrf": xsrf(form), "action": "signin", "email": email, "password": password}
@@ -728,7 +767,7 @@ def test_sign_in_consent_and_authorize(emu: Emulator, browser: httpx.Client) -> 
         assert text in form.text
     wrong = sign_in(browser, path, "grace@example.com", "nope")
     assert wrong.status_code == 401 and "Wrong email or password." in wrong.text
-    signed_in = sign_in(browser, path, "grace@example.com", "speckle-grace")
+    signed_in = sign_in(browser, path, "grace@example.com", password_of(emu, "grace@example.com"))
     assert signed_in.status_code == 303 and signed_in.headers["location"] == path
     consent = browser.get(path)
     expected = ("Grace Hopper", "Speckle notebook login", *PAT_SCOPES, ">Authorize</button>",
@@ -748,23 +787,25 @@ def test_sign_in_consent_and_authorize(emu: Emulator, browser: httpx.Client) -> 
 
 def test_deny_sends_the_browser_back_denied(emu: Emulator, browser: httpx.Client) -> None:
     path = verify_path(emu.credentials["app_id"])
-    sign_in(browser, path, "ada@example.com", "speckle-ada")
+    sign_in(browser, path, "ada@example.com", password_of(emu, "ada@example.com"))
     denied = browser.post(path, data={"_xsrf": xsrf(browser.get(path).text), "action": "deny"})
     assert (denied.status_code, denied.headers["location"]) == (302, f"{REDIRECT}?denied=true")
+    assert denied.text == f"Found. Redirecting to {REDIRECT}?denied=true"
     assert emu.requests_seen("/auth/token") == 0
 
 
 def test_a_trusted_app_skips_consent(emu: Emulator, browser: httpx.Client) -> None:
     trusted = emu.create_app("Trusted", "http://127.0.0.1:9999/trusted", ["profile:read"], trusted=True)
     path = verify_path(trusted["app_id"])
-    sign_in(browser, path, "ada@example.com", "speckle-ada")
+    sign_in(browser, path, "ada@example.com", password_of(emu, "ada@example.com"))
     reply = browser.get(path)
     assert reply.status_code == 302
     assert reply.headers["location"].startswith("http://127.0.0.1:9999/trusted?access_code=")
 
 
 def test_the_session_cookie_is_http_only(emu: Emulator, browser: httpx.Client) -> None:
-    reply = sign_in(browser, verify_path(emu.credentials["app_id"]), "ada@example.com", "speckle-ada")
+    path = verify_path(emu.credentials["app_id"])
+    reply = sign_in(browser, path, "ada@example.com", password_of(emu, "ada@example.com"))
     cookie = reply.headers["set-cookie"]
     assert cookie.startswith("speckle_emulator_session=")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -779,7 +820,9 @@ def test_authorize_without_a_session_goes_back_to_sign_in(emu: Emulator, browser
 def test_an_unknown_app_and_a_forged_post_are_refused(emu: Emulator, browser: httpx.Client) -> None:
     missing = browser.get(verify_path("nosuchapp0"))
     assert missing.status_code == 404 and "App not found" in missing.text
-    credentials = {"action": "signin", "email": "ada@example.com", "password": "speckle-ada"}
+    credentials = {
+        "action": "signin", "email": "ada@example.com", "password": password_of(emu, "ada@example.com")
+    }
     forged = browser.post(verify_path(emu.credentials["app_id"]), data=credentials)
     assert forged.status_code == 403 and not browser.cookies.get("speckle_emulator_session")
 
@@ -788,7 +831,7 @@ def test_pages_escape_what_they_show(emu: Emulator, browser: httpx.Client) -> No
     app = emu.create_app("<script>alert(1)</script>", "http://127.0.0.1:9999/cb?a=<b>", ["profile:read"])
     path = verify_path(app["app_id"])
     assert "<script>alert" not in browser.get(path).text
-    sign_in(browser, path, "ada@example.com", "speckle-ada")
+    sign_in(browser, path, "ada@example.com", password_of(emu, "ada@example.com"))
     consent = browser.get(path).text
     assert "<script>alert" not in consent and "&lt;script&gt;alert(1)&lt;/script&gt;" in consent
     assert "a=&lt;b&gt;" in consent
@@ -845,16 +888,66 @@ def test_inject_fault_checks_its_arguments(emu: Emulator, bad: dict[str, Any]) -
 
 
 def test_faults_and_clock_over_http(emu: Emulator, http: httpx.Client) -> None:
+    control = {"Authorization": f"Bearer {emu.credentials['control_token']}"}
     spec = {"route": "/graphql", "kind": "error", "count": None, "status": 504}
-    assert http.post("/__emulator__/faults", json=spec).status_code == 204
+    assert http.post("/__emulator__/faults", json=spec, headers=control).status_code == 204
     assert [gql(http, "{ serverInfo { name } }").status_code for _ in range(2)] == [504, 504]
-    assert http.delete("/__emulator__/faults").status_code == 204
+    assert http.delete("/__emulator__/faults", headers=control).status_code == 204
     assert gql(http, "{ serverInfo { name } }").status_code == 200
-    assert http.post("/__emulator__/faults", json={"route": "/graphql", "kind": "nope"}).status_code == 400
+    nope = {"route": "/graphql", "kind": "nope"}
+    assert http.post("/__emulator__/faults", json=nope, headers=control).status_code == 400
     code = code_for(http, emu)
-    assert http.post("/__emulator__/clock", json={"advance": 601}).status_code == 204
+    assert http.post("/__emulator__/clock", json={"advance": 601}, headers=control).status_code == 204
     assert exchange(http, exchange_body(emu, code)).json() == {"err": "Access code expired"}
-    assert http.post("/__emulator__/clock", json={"advance": "soon"}).status_code == 400
+    assert http.post("/__emulator__/clock", json={"advance": "soon"}, headers=control).status_code == 400
+
+
+CONTROL_CALLS = [
+    ("POST", "/__emulator__/faults", {"route": "/graphql", "kind": "error", "count": None}),
+    ("DELETE", "/__emulator__/faults", None),
+    ("POST", "/__emulator__/clock", {"advance": 10 * 365 * 24 * 3600}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CONTROL_CALLS)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "the PAT", "a Speckle bearer"])
+def test_the_control_api_wants_its_token(
+    emu: Emulator, http: httpx.Client, method: str, path: str, body: Any, authorization: str | None
+) -> None:
+    headers = {"Origin": "http://evil.example"}
+    if authorization == "the PAT":
+        headers["Authorization"] = emu.credentials["pat"]
+    elif authorization == "a Speckle bearer":
+        headers["Authorization"] = f"Bearer {emu.credentials['session_token']}"
+    elif authorization:
+        headers["Authorization"] = authorization
+    reply = http.request(method, path, json=body, headers=headers)
+    assert reply.status_code == 403 and "control token" in reply.text
+    assert "access-control-allow-origin" not in reply.headers
+    pat = emu.credentials["pat"]
+    assert is_valid(http, pat)  # no fault injected, no clock moved
+
+
+def test_the_control_api_allows_no_other_origin(emu: Emulator, http: httpx.Client) -> None:
+    control = {"Authorization": f"Bearer {emu.credentials['control_token']}"}
+    preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    for path in ("/__emulator__/faults", "/__emulator__/clock"):
+        reply = http.options(path, headers=preflight)
+        assert reply.status_code in (403, 405)
+        assert not any(name.startswith("access-control-") for name in reply.headers)
+        answer = http.post(path, json={}, headers={**control, "Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in answer.headers
+    # A form is what another site can post without a preflight: refused even with the token.
+    form = http.post("/__emulator__/clock", data={"advance": "601"}, headers=control)
+    assert form.status_code == 400
+
+
+def test_each_emulator_has_its_own_control_token(emu: Emulator) -> None:
+    token = emu.credentials["control_token"]
+    assert len(token) >= 32 and token == emu.credentials["control_token"]
+    with Emulator() as other:
+        assert other.credentials["control_token"] != token
 
 
 def test_requests_seen_and_their_headers(emu: Emulator, http: httpx.Client) -> None:
@@ -868,6 +961,70 @@ def test_requests_seen_and_their_headers(emu: Emulator, http: httpx.Client) -> N
     assert emu.last_request_headers("/graphql")["authorization"] == f"Bearer {emu.credentials['pat']}"
 
 
+# --- safe for a class: passwords and the address -------------------------------------------------------------
+
+
+def test_seeded_passwords_are_new_each_run_unless_given(emu: Emulator, browser: httpx.Client) -> None:
+    with Emulator() as other:
+        mine = [u["password"] for u in emu.credentials["users"]]
+        theirs = [u["password"] for u in other.credentials["users"]]
+    assert len(set(mine + theirs)) == 4 and all(len(p) >= 12 for p in mine)
+    assert "speckle-ada" not in mine
+    path = verify_path(emu.credentials["app_id"])
+    assert sign_in(browser, path, "ada@example.com", theirs[0]).status_code == 401
+    assert sign_in(browser, path, "ada@example.com", mine[0]).status_code == 303
+
+
+def test_given_passwords_are_kept() -> None:
+    with Emulator(passwords={"grace@example.com": "class-2026"}) as emu, \
+            httpx.Client(base_url=emu.url, timeout=5) as browser:
+        users = {u["email"]: u["password"] for u in emu.credentials["users"]}
+        assert users["grace@example.com"] == "class-2026" and users["ada@example.com"] != "class-2026"
+        reply = sign_in(browser, verify_path(emu.credentials["app_id"]), "grace@example.com", "class-2026")
+        assert reply.status_code == 303
+    for bad in ({"nobody@example.com": "x"}, {"ada@example.com": ""}):
+        with pytest.raises(ValueError):
+            Emulator(passwords=bad)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.org"])
+def test_a_non_loopback_host_needs_allow_remote(host: str) -> None:
+    with pytest.raises(ValueError, match="anyone on the network"):
+        Emulator(host=host)
+    Emulator(host=host, allow_remote=True)  # constructed, never started: tests bind loopback only
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1"])
+def test_the_cli_refuses_a_non_loopback_host(host: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "speckle_nb_auth.emulator", "--host", host],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and run.stdout == ""
+    assert "not a loopback address" in run.stderr and "--allow-remote" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_the_cli_warns_when_remote_is_allowed() -> None:
+    from speckle_nb_auth.emulator.__main__ import _parser, _remote_warning
+
+    parser = _parser()
+    assert _remote_warning(parser, "127.0.0.1", False) is None
+    assert _remote_warning(parser, "::1", True) is None
+    warning = _remote_warning(parser, "0.0.0.0", True)
+    assert warning is not None and "anyone on the network can sign in" in warning
+
+
+def test_the_cli_takes_passwords() -> None:
+    from speckle_nb_auth.emulator.__main__ import _parser, _passwords
+
+    parser = _parser()
+    assert _passwords(parser, ["class"]) == {"ada@example.com": "class", "grace@example.com": "class"}
+    assert _passwords(parser, ["a=b", "grace@example.com=g=1"]) == {
+        "ada@example.com": "a=b", "grace@example.com": "g=1"
+    }
+    with pytest.raises(SystemExit):
+        _passwords(parser, ["ada@example.com="])
+
+
 # --- the CLI ------------------------------------------------------------------------------------------------
 
 
@@ -876,7 +1033,7 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
     creds_file = tmp_path / "emulator.json"
     command = [sys.executable, "-m", "speckle_nb_auth.emulator", "--port", "0",
                "--credentials-file", str(creds_file), "--redirect-url", REDIRECT,
-               "--connector-redirect-url", "http://localhost:1234"]
+               "--connector-redirect-url", "http://localhost:1234", "--password", "grace@example.com=class-2026"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         try:
@@ -891,7 +1048,9 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
             assert creds["connector_redirect_url"] == "http://localhost:1234"
             with httpx.Client(timeout=5) as http:
                 me = _transport.call(http, _protocol.whoami(creds["url"], creds["pat"]))
-            assert me.user.email == creds["users"][0]["email"]
+                control = {"Authorization": f"Bearer {creds['control_token']}"}
+                clock = http.post(f"{creds['url']}/__emulator__/clock", json={"advance": 1}, headers=control)
+            assert me.user.email == creds["users"][0]["email"] and clock.status_code == 204
             proc.send_signal(stop_with)
             proc.wait(timeout=10)  # it prints a few lines only: the pipes cannot fill up
         finally:
@@ -900,6 +1059,9 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
         out, err = proc.stdout.read(), proc.stderr.read()
     assert proc.returncode == 0, err
     printed = line + out + err
-    assert "ada@example.com" in printed and "speckle-ada" in printed
-    for secret in (creds["pat"], creds["session_token"], creds["app_secret"]):
+    ada, grace = creds["users"]
+    assert grace["password"] == "class-2026" and ada["password"] != "class-2026"
+    for user in (ada, grace):  # printed once, for whoever runs the class
+        assert printed.count(user["email"]) == 1 and printed.count(user["password"]) == 1
+    for secret in (creds["pat"], creds["session_token"], creds["app_secret"], creds["control_token"]):
         assert secret not in printed

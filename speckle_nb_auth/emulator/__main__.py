@@ -2,7 +2,9 @@
 SIGTERM.
 
 Prints one line `Speckle emulator listening on URL` (a script can wait for it), then the seeded users' emails
-and passwords. Tokens and the app secret are never printed: `--credentials-file` receives them (mode 0600).
+and passwords (new random ones each run unless `--password` gives them), once, for whoever runs the class.
+Tokens, the app secret and the control token are never printed: `--credentials-file` receives them, and the
+passwords, (mode 0600). It listens on loopback only unless `--allow-remote` says otherwise.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import argparse
 import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._protocol import is_loopback_host
 from ._emulator import Emulator
-from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL
+from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL, SEED_EMAILS
 
 __all__ = ["main"]
 
@@ -27,7 +31,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="speckle-emulator",
         description="A local Speckle server with seeded users, tokens and an app, for demos and tests.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on, a loopback one unless --allow-remote "
+        "(default: %(default)s)"
+    )
+    parser.add_argument(
+        "--allow-remote", action="store_true",
+        help="allow a --host other machines can reach; anyone on the network can then sign in as the seeded users",
+    )
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
     parser.add_argument(
         "--redirect-url",
@@ -51,7 +62,40 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trusted", action="store_true", help="mark the seeded app trusted: no consent screen"
     )
+    parser.add_argument(
+        "--password", action="append", default=[], metavar="[EMAIL=]PASSWORD",
+        help="a seeded user's password (EMAIL=PASSWORD), or every seeded user's (PASSWORD); may be repeated. "
+        "Default: new random passwords each run",
+    )
     return parser
+
+
+def _passwords(parser: argparse.ArgumentParser, given: list[str]) -> dict[str, str]:
+    passwords: dict[str, str] = {}
+    for item in given:
+        email, _, password = item.partition("=")
+        if email not in SEED_EMAILS:  # no seeded user's email first: the password of all of them
+            email, password = "", item
+        emails = [email] if email else list(SEED_EMAILS)
+        if not password:
+            parser.error("--password: a password cannot be empty")
+        passwords.update(dict.fromkeys(emails, password))
+    return passwords
+
+
+def _remote_warning(parser: argparse.ArgumentParser, host: str, allow_remote: bool) -> str | None:
+    """None for a loopback host; the warning to print for another one when allowed; else the CLI stops."""
+    if is_loopback_host(host):
+        return None
+    if not allow_remote:
+        parser.error(
+            f"--host {host} is not a loopback address: anyone on the network could sign in as the seeded "
+            "users. Add --allow-remote to listen there anyway."
+        )
+    return (
+        f"Warning: {host} can be reached from other machines: anyone on the network can sign in as the seeded "
+        "users with the passwords below and use their tokens. Stop the emulator when the class is over."
+    )
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -72,7 +116,10 @@ def _stop_on_signals() -> threading.Event:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    passwords = _passwords(parser, args.password)
+    warning = _remote_warning(parser, args.host, args.allow_remote)
     stop = _stop_on_signals()
     emulator = Emulator(
         host=args.host,
@@ -81,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         connector_redirect_url=args.connector_redirect_url,
         challenge_method=args.challenge_method,
         trusted=args.trusted,
+        passwords=passwords,
+        allow_remote=args.allow_remote,
     )
     emulator.start()
     try:
@@ -88,10 +137,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.credentials_file:  # written before the line below, so whoever waits for it can read the file
             _write_private(args.credentials_file, credentials)
         print(f"Speckle emulator listening on {emulator.url}", flush=True)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         for user in credentials["users"]:
             print(f"  sign in as {user['email']} with password {user['password']} ({user['name']})")
         if args.credentials_file:
-            print(f"  tokens, app id and app secret: {args.credentials_file}")
+            print(f"  tokens, app id, app secret and control token: {args.credentials_file}")
         print("Press Ctrl-C to stop.", flush=True)
         stop.wait()
     finally:

@@ -3,12 +3,15 @@ tests.
 
 Handlers are thin: read the request, call `_state` or `_schema`, write the answer as Speckle's Express server
 does (compact JSON, errors as text/html, CORS on every answer). Every request to a Speckle route first meets
-the fault table, then the Authorization check, which the server makes before any route runs.
+the fault table, then the Authorization check, which the server makes before any route runs. The control API
+(faults, clock) is the emulator's own: it wants the random control token and allows no other origin, so a page
+on another site cannot break or expire a class's server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from typing import Any, ClassVar
@@ -34,9 +37,10 @@ class _Base(RequestHandler):
     # Logged instead of the URL, whose query or path can carry a token, a code or a challenge.
     route: ClassVar[str] = "(unknown route)"
 
-    def initialize(self, state: State, traffic: Traffic) -> None:
+    def initialize(self, state: State, traffic: Traffic, control_token: str) -> None:
         self.state = state
         self.traffic = traffic
+        self.control_token = control_token
 
     def set_default_headers(self) -> None:
         self.set_header("Access-Control-Allow-Origin", "*")
@@ -115,6 +119,11 @@ class _Speckle(_Base):
         if self.token is None:
             self._send(403, _INVALID_TOKEN, _JSON)
 
+    def _found(self, url: str) -> None:
+        """A 302 as Express's `res.redirect` writes it for a client that takes text."""
+        self.set_header("Location", url)
+        self._send(302, f"Found. Redirecting to {url}".encode(), "text/plain; charset=utf-8")
+
 
 class _AccessCode(_Speckle):
     route = "/auth/accesscode"
@@ -130,7 +139,7 @@ class _AccessCode(_Speckle):
         if arg("preventRedirect"):  # any value counts, "false" too, as on the server
             self._json(200, {"redirectUrl": url})
         else:
-            self.redirect(url)
+            self._found(url)
 
 
 class _Token(_Speckle):
@@ -216,12 +225,12 @@ class _Verify(_Speckle):
         if action == "authorize":
             return self._authorize(app, challenge, token)
         if action == "deny":
-            return self.redirect(f"{app.redirect_url}?denied=true")
+            return self._found(f"{app.redirect_url}?denied=true")
         raise HTTPError(400, reason="Unknown action")
 
     def _authorize(self, app: App, challenge: str, token: Token) -> None:
         # What the real frontend does on "Authorize": GET /auth/accesscode with the user's web token.
-        self.redirect(self.state.grant_code(app.id, challenge, token.value))
+        self._found(self.state.grant_code(app.id, challenge, token.value))
 
     def _unknown_app(self) -> None:
         self._html(404, error_page("App not found", "This server has no app with that id: check the link."))
@@ -235,10 +244,25 @@ class _NotFound(_Speckle):
 
 
 class _Control(_Base):
-    """Test hooks for an emulator in another process; no faults and no token check here."""
+    """Test hooks for an emulator in another process: no faults, no Speckle token check, no CORS; each call
+    carries `Authorization: Bearer <control_token>` (from the credentials)."""
+
+    def set_default_headers(self) -> None:
+        """No Access-Control-Allow-Origin: a browser shows another site nothing of these answers."""
+
+    def options(self, *_args: str) -> None:
+        raise HTTPError(405, reason="The emulator's control API answers no preflight")
+
+    def prepare(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), self.control_token.encode()):
+            message = "Send the emulator's control token (control_token in its credentials) as a bearer token."
+            self._send(403, message.encode(), "text/plain; charset=utf-8")
 
     def _spec(self) -> dict[str, Any]:
-        fields = self._fields()
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        fields = self._fields() if content_type == "application/json" else None
         if not fields:
             raise HTTPError(400, reason="Send a JSON object")
         return fields
@@ -283,8 +307,8 @@ def _log_request(handler: RequestHandler) -> None:
     _log.debug("%d %s %s %.1fms", handler.get_status(), handler.request.method, route, took)
 
 
-def make_app(state: State, traffic: Traffic) -> Application:
-    deps = {"state": state, "traffic": traffic}
+def make_app(state: State, traffic: Traffic, control_token: str) -> Application:
+    deps = {"state": state, "traffic": traffic, "control_token": control_token}
     handlers: list[type[_Base]] = [_AccessCode, _Token, _Logout, _GraphQL, _Faults, _Clock]
     routes: list[Any] = [(handler.route, handler, deps) for handler in handlers]
     routes.append((r"/authn/verify/([^/]+)/([^/]+)", _Verify, deps))

@@ -1,21 +1,24 @@
 """`Emulator`: a local Speckle server running on its own asyncio loop in a daemon thread.
 
 Tests start one per module or per test; the CLI (`__main__`) starts one and waits for a signal. Every seeded
-secret is made fresh at construction with `secrets`, so no two emulators share a token.
+secret (tokens, app secret, control token, and the users' passwords unless given) is made fresh at construction
+with `secrets`, so no two emulators share one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from .._protocol import is_loopback_host
 from ._app import make_app
 from ._faults import RequestHeaders, Traffic
 from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL, ChallengeMethod, State
@@ -32,7 +35,9 @@ class Emulator:
     docs describe); `trusted=True` marks the seeded app trusted, so its users see no consent screen.
     Speckle's built-in public apps are there too (`sca`, `spklwebapp`, `explorer`); `connector_redirect_url`
     is where `sca` sends the browser back (a real server's `http://localhost:29363`), so a test can listen on
-    a free port instead.
+    a free port instead. `passwords` maps seeded users' emails to their passwords (default: new random ones).
+    It listens on loopback only: anyone who reaches it can sign in as the seeded users, so another address
+    needs `allow_remote=True`.
     """
 
     def __init__(
@@ -43,7 +48,14 @@ class Emulator:
         challenge_method: ChallengeMethod = "plain",
         trusted: bool = False,
         connector_redirect_url: str = DEFAULT_CONNECTOR_REDIRECT_URL,
+        passwords: Mapping[str, str] | None = None,
+        allow_remote: bool = False,
     ) -> None:
+        if not allow_remote and not is_loopback_host(host):
+            raise ValueError(
+                f"{host!r} is not a loopback address: anyone on the network could sign in to the emulator as "
+                "its seeded users. Pass allow_remote=True (the CLI's --allow-remote) to listen there anyway."
+            )
         self.host = host
         self._port = port
         self._state = State(
@@ -51,7 +63,9 @@ class Emulator:
             connector_redirect_url=connector_redirect_url,
             challenge_method=challenge_method,
             trusted=trusted,
+            passwords=passwords,
         )
+        self._control_token = secrets.token_urlsafe(32)
         self._traffic = Traffic()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,7 +97,7 @@ class Emulator:
     async def _serve(self, sockets: list[socket.socket], ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = HTTPServer(make_app(self._state, self._traffic))
+        server = HTTPServer(make_app(self._state, self._traffic, self._control_token))
         server.add_sockets(sockets)
         ready.set()
         await self._stopping.wait()
@@ -122,9 +136,10 @@ class Emulator:
     @property
     def credentials(self) -> dict[str, Any]:
         """The seeded secrets: `url`, `pat`, `session_token`, `app_id`, `app_secret`, `redirect_url`,
-        `connector_redirect_url` (where the public app `sca` redirects), `users` (each with `id`, `name`,
-        `email`, `password`, `pat`, `session_token`)."""
-        return self._state.credentials(self.url)
+        `connector_redirect_url` (where the public app `sca` redirects), `control_token` (for the control API
+        at `/__emulator__/faults` and `/__emulator__/clock`), `users` (each with `id`, `name`, `email`,
+        `password`, `pat`, `session_token`)."""
+        return {**self._state.credentials(self.url), "control_token": self._control_token}
 
     # --- shaping the server ---------------------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ def sign_in_page(app: App, emails: Iterable[str], xsrf_input: str, error: str | 
         f'<input id="password" name="password" type="password" autocomplete="current-password" required>'
         f'<button type="submit" name="action" value="signin">Sign in</button>'
         f"</form>"
-        f'<p class="hint">Seeded users: {hint} (their passwords are printed when the emulator starts).</p>',
+        f'<p class="hint">Seeded users: {hint} (their passwords are printed when the emulator starts, and kept '
+        f"in its credentials).</p>",
     )
 
 

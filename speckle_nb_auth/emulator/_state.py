@@ -2,8 +2,9 @@
 a clock.
 
 Pure Python, no Tornado and no GraphQL: the HTTP handlers (`_app`) and the resolvers (`_schema`) call it.
-Every rule follows `speckle-protocol.md`; where that page is silent, the real server's code decided (a
-token's lifespan counts from its last use; logout and revocation find a token by its 10-character id alone).
+Every rule follows `speckle-protocol.md`; where that page is silent, the real server decided (a token's
+lifespan counts from its creation, and a token past it is deleted when it is refused; logout and revocation
+find a token by its 10-character id alone; an app's scopes are listed in the order of the scope table).
 Tornado's thread and the test thread share one `State`, so whatever touches its tables takes the lock.
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_REDIRECT_URL",
     "PAT_SCOPES",
     "REFRESH_LIFESPAN",
+    "SEED_EMAILS",
     "TOKEN_LIFESPAN_MS",
     "App",
     "ChallengeMethod",
@@ -37,7 +39,9 @@ __all__ = [
     "Token",
     "TokenCreateError",
     "User",
+    "in_server_order",
     "missing_scope_message",
+    "new_password",
 ]
 
 ChallengeMethod = Literal["plain", "S256"]
@@ -76,7 +80,7 @@ PAT_SCOPES = ("profile:read", "profile:email", "streams:read", "users:read")
 CONNECTOR_SCOPES = ("streams:read", "streams:write", "profile:read", "profile:email", "users:read", "users:invite")
 
 CODE_LIFESPAN = 600.0  # seconds: access codes live 10 minutes
-REFRESH_LIFESPAN = 180 * 24 * 3600.0  # seconds: ~6 months, the server's 1.5552e10 ms
+REFRESH_LIFESPAN = 1.577e10 / 1000  # seconds: the server's 1.577e10 ms, about six months
 TOKEN_LIFESPAN_MS = 3_154_000_000_000  # ~100 years: the default for personal and app tokens
 
 
@@ -183,11 +187,23 @@ class Grant:
 
 
 _SEED_USERS = (
-    ("Ada Lovelace", "ada@example.com", "speckle-ada", "Analytical Engines Ltd", "Wrote the first program.",
+    ("Ada Lovelace", "ada@example.com", "Analytical Engines Ltd", "Wrote the first program.",
      "server:admin", ("Difference Engine", "Bernoulli Numbers", "Notes on the Engine")),
-    ("Grace Hopper", "grace@example.com", "speckle-grace", "US Navy", "Found the first bug.",
+    ("Grace Hopper", "grace@example.com", "US Navy", "Found the first bug.",
      "server:user", ("Harvard Mark I", "COBOL Compiler")),
 )
+SEED_EMAILS = tuple(seed[1] for seed in _SEED_USERS)
+
+
+def new_password() -> str:
+    """Easy to type from a projector, and new every run: `3f9a-07c2-b81d`."""
+    return "-".join(secrets.token_hex(2) for _ in range(3))
+
+
+def in_server_order(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Scopes as the server lists an app's: in the order of its scope table, each once."""
+    wanted = set(scopes)
+    return tuple(scope for scope in ALL_SCOPES if scope in wanted)
 
 
 def _hex(length: int) -> str:
@@ -218,9 +234,14 @@ class State:
         connector_redirect_url: str = DEFAULT_CONNECTOR_REDIRECT_URL,
         challenge_method: ChallengeMethod = "plain",
         trusted: bool = False,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
         if challenge_method not in ("plain", "S256"):
             raise ValueError(f"unknown challenge method {challenge_method!r}: use 'plain' or 'S256'")
+        passwords = dict(passwords or {})
+        unknown = sorted(set(passwords) - set(SEED_EMAILS))
+        if unknown or not all(passwords.values()):
+            raise ValueError(f"passwords are for the seeded users ({', '.join(SEED_EMAILS)}), and not empty")
         self._lock = threading.RLock()
         self._offset = 0.0
         self.challenge_method: ChallengeMethod = challenge_method
@@ -231,7 +252,8 @@ class State:
         self._codes: dict[str, AccessCode] = {}
         self._sessions: dict[str, str] = {}  # browser session cookie -> that browser's web token
         self._seeded: list[dict[str, str]] = []
-        for name, email, password, company, bio, role, projects in _SEED_USERS:
+        for name, email, company, bio, role, projects in _SEED_USERS:
+            password = passwords.get(email) or new_password()
             now = self.now()
             demo = tuple(Project(_hex(10), title, f"A demo project of {name}.", now) for title in projects)
             user = User(
@@ -261,7 +283,7 @@ class State:
         ):
             self._apps[app_id] = App(
                 id=app_id, secret=app_id, name=name, description=description, redirect_url=redirect_url,
-                scopes=scopes, trusted=True, author_id=None, created_at=self.now(), public=True,
+                scopes=in_server_order(scopes), trusted=True, author_id=None, created_at=self.now(), public=True,
             )
 
     def set_origin(self, url: str) -> None:
@@ -298,14 +320,14 @@ class State:
     def create_app(
         self, name: str, redirect_url: str, scopes: Iterable[str], *, trusted: bool = False
     ) -> App:
-        scopes = tuple(scopes)
-        unknown = sorted(set(scopes) - set(ALL_SCOPES))
+        requested = tuple(scopes)
+        unknown = sorted(set(requested) - set(ALL_SCOPES))
         if unknown:
             raise ValueError(f"unknown scopes: {', '.join(unknown)}")
         with self._lock:
             app = App(
                 id=_hex(10), secret=_hex(10), name=name, description=f"{name} (registered on the emulator)",
-                redirect_url=redirect_url, scopes=scopes, trusted=trusted,
+                redirect_url=redirect_url, scopes=in_server_order(requested), trusted=trusted,
                 author_id=next(iter(self._users)), created_at=self.now(),
             )
             self._apps[app.id] = app
@@ -359,7 +381,7 @@ class State:
             if token is None or not _same(token.secret, value[10:42]):
                 return None
             now = self.now()
-            if (now - token.last_used) * 1000 > token.lifespan_ms:
+            if (now - token.created_at) * 1000 > token.lifespan_ms:  # counted from creation, as the server does
                 del self._tokens[token.id]
                 return None
             token.last_used = now

@@ -63,6 +63,8 @@ T = TypeVar("T")
 
 INVALID_TOKEN_BODY = {"error": "Your token is not valid."}
 _SCOPE_NAME = re.compile(r"[a-z][a-z-]{0,30}:[a-z][a-z-]{0,30}")
+_LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
+_LOOPBACK_V6 = ipaddress.IPv6Address("::1")
 _UNRESERVED = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 WHOAMI_QUERY = (
     "query SpeckleNbAuthWhoAmI { activeUser { id name email company avatar } "
@@ -158,13 +160,18 @@ def mask(secret: str | None) -> str:
 
 
 def is_loopback_host(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1, and nothing else: names under `.localhost` go to whatever the
+    machine's resolver (mDNS, DNS) makes of them, so they are not trusted to stay on this machine."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _LOOPBACK_V4
+    return address == _LOOPBACK_V6
 
 
 def normalize_server_url(url: str, *, allow_http: bool = False) -> str:

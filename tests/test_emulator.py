@@ -987,7 +987,7 @@ def test_given_passwords_are_kept() -> None:
             Emulator(passwords=bad)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.org"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.org", "speckle.localhost"])
 def test_a_non_loopback_host_needs_allow_remote(host: str) -> None:
     with pytest.raises(ValueError, match="anyone on the network"):
         Emulator(host=host)

@@ -59,6 +59,32 @@ def test_unusable_server_urls_are_refused_with_a_message(given: str) -> None:
     assert len(str(info.value)) > 20
 
 
+@pytest.mark.parametrize(
+    "host", ["localhost", "LOCALHOST", "127.0.0.1", "127.255.0.9", "::1", "[::1]", "0:0:0:0:0:0:0:1"]
+)
+def test_loopback_is_localhost_127_8_and_ipv6_one(host: str) -> None:
+    assert protocol.is_loopback_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["speckle.localhost", "a.b.localhost", "localhost.", "localhost.example", "127.0.0.1.nip.io", "128.0.0.1",
+     "0.0.0.0", "::", "::ffff:127.0.0.1", "::1%lo", "127.1", "10.0.0.1", "", "speckle.example"],
+)
+def test_nothing_else_is_loopback(host: str) -> None:
+    assert not protocol.is_loopback_host(host)
+
+
+@pytest.mark.parametrize("url", ["http://speckle.localhost:3000", "speckle.localhost:3000"])
+def test_a_localhost_subdomain_gets_no_plain_http(url: str) -> None:
+    """Its name goes to mDNS or DNS, so a token sent to it in plain http can leave the machine."""
+    if "://" in url:
+        with pytest.raises(InvalidServerURL, match="plain http"):
+            protocol.normalize_server_url(url)
+    else:
+        assert protocol.normalize_server_url(url) == "https://speckle.localhost:3000"
+
+
 def test_plain_http_to_another_host_needs_an_explicit_allowance() -> None:
     assert protocol.normalize_server_url("http://speckle.lan", allow_http=True) == "http://speckle.lan"
 

@@ -4,6 +4,7 @@ plus the package's own protocol parsers, specklepy's client and the CLI against 
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import signal
@@ -1026,6 +1027,26 @@ def test_the_cli_takes_passwords() -> None:
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------
+
+
+CONSOLE_SCRIPT = (
+    "import sys; from importlib.metadata import entry_points; "
+    "[script] = entry_points(group='console_scripts', name='speckle-emulator'); sys.exit(script.load()())"
+)
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["--port", "0", "--trusted"]])
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_the_cli_without_graphql_core_names_the_extra(tmp_path: Path, how: str, args: list[str]) -> None:
+    # A sitecustomize that makes `import graphql` fail: the environment of someone without the extra.
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['graphql'] = None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    start = ["-c", CONSOLE_SCRIPT] if how == "console script" else ["-m", "speckle_nb_auth.emulator"]
+    run = subprocess.run([sys.executable, *start, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == 'speckle-emulator needs graphql-core: pip install "speckle-nb-auth[emulator]"\n'
+    probe = subprocess.run([sys.executable, "-c", "import graphql"], capture_output=True, env=env, timeout=60)
+    assert probe.returncode != 0  # the block held
 
 
 @pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT])

@@ -8,6 +8,20 @@ as a CLI.
 Needs the `emulator` extra (graphql-core): pip install "speckle-nb-auth[emulator]".
 """
 
-from ._emulator import Emulator
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator
 
 __all__ = ["Emulator"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use, so the CLI can say which extra is missing instead of a traceback.
+    if name == "Emulator":
+        from ._emulator import Emulator
+
+        return Emulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

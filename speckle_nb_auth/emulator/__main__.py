@@ -17,13 +17,29 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._protocol import is_loopback_host
-from ._emulator import Emulator
 from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL, SEED_EMAILS
 
+if TYPE_CHECKING:
+    from ._emulator import Emulator
+
 __all__ = ["main"]
+
+_MISSING_EXTRA = 'speckle-emulator needs graphql-core: pip install "speckle-nb-auth[emulator]"'
+
+
+def _emulator_class() -> type[Emulator]:
+    """The Emulator, or exit with one line naming the extra when graphql-core is not installed."""
+    try:
+        from ._emulator import Emulator
+    except ImportError as err:
+        if err.name != "graphql":
+            raise
+        print(_MISSING_EXTRA, file=sys.stderr)
+        raise SystemExit(1) from None
+    return Emulator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,12 +132,13 @@ def _stop_on_signals() -> threading.Event:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    emulator_class = _emulator_class()  # before --help too: it would describe a command that cannot run
     parser = _parser()
     args = parser.parse_args(argv)
     passwords = _passwords(parser, args.password)
     warning = _remote_warning(parser, args.host, args.allow_remote)
     stop = _stop_on_signals()
-    emulator = Emulator(
+    emulator = emulator_class(
         host=args.host,
         port=args.port,
         redirect_url=args.redirect_url,

@@ -32,7 +32,7 @@ try:
     )
 except ImportError as err:  # the emulator is an extra: say how to get it
     raise ImportError(
-        'The Speckle emulator needs graphql-core: pip install "speckle-nb-auth[emulator]"'
+        'The Speckle emulator needs graphql-core: pip install "speckle-nb-auth[emulator]"', name="graphql"
     ) from err
 
 __all__ = ["SERVER_VERSION", "Context", "run"]

@@ -11,7 +11,7 @@ import httpx
 
 from . import _protocol as protocol
 from ._auth import Refresher, SpeckleAuth
-from ._credentials import app_from_environment, app_id_from_environment
+from ._credentials import app_from_environment
 from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import Reply, ServerInfo, TokenPair, UserInfo, mask
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
@@ -36,7 +36,8 @@ class Client:
     `refresher` renews an expired token (the login panel passes one that asks the Jupyter server); without
     one, `SPECKLE_APP_ID`/`SPECKLE_APP_SECRET` in the environment allow a direct refresh, for the server they
     belong to (`SPECKLE_SERVER`) only. `on_refresh` is told of each new pair so whoever stored the old one can
-    replace it.
+    replace it. `app_id` names the app whose sign-in made the token (None for a personal access token, or
+    when unknown): it is how `scopes()` knows an app token's scopes.
     """
 
     def __init__(
@@ -55,7 +56,9 @@ class Client:
             raise NotSignedIn("No token was given: paste a personal access token or log in with Speckle.")
         self._url = protocol.normalize_server_url(server, allow_http=allow_http)
         home_app = app_from_environment(self._url)
-        self._app_id = app_id or app_id_from_environment(self._url)
+        # Only the sign-in that made the token knows its app: SPECKLE_APP_ID names an app this Jupyter can use,
+        # not the app of whatever token it was handed.
+        self._app_id = (app_id or "").strip() or None
         self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
         if refresher is None and home_app is not None:
             refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)
@@ -103,8 +106,9 @@ class Client:
         return protocol.parse_graphql(self._url, Reply(response.status_code, response.content))
 
     def scopes(self) -> list[str] | None:
-        """The token's scopes where Speckle lets a client learn them: a personal token's from the user's token
-        list (needs `tokens:read`), an app token's from its app. None when neither is possible."""
+        """The token's scopes, as the server tells them: a personal access token's from the user's token list
+        (where the token may read it: `tokens:read`), an app token's from its app (the one whose sign-in made
+        it). None when the server cannot tell: the scopes are unknown, and no check should pass on them."""
         with self._in_call():
             token = self._auth.pair.token
             try:

@@ -8,12 +8,33 @@ from typing import Any
 
 import httpx
 import pytest
-from oauth_helpers import oauth_pair
+from oauth_helpers import access_code, oauth_pair
 
 from speckle_nb_auth import Client
+from speckle_nb_auth import _protocol as protocol
 from speckle_nb_auth._client import direct_refresher
 from speckle_nb_auth._errors import InvalidToken, MissingScope, NotSignedIn, RefreshRejected, SpeckleUnreachable
 from speckle_nb_auth._protocol import TokenPair
+from speckle_nb_auth._transport import call
+
+
+def new_pat(emu: Any, scopes: list[str]) -> str:
+    """A personal access token of the first user, made as the web frontend does."""
+    reply = httpx.post(
+        f"{emu.url}/graphql",
+        json={"query": "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
+              "variables": {"t": {"name": "test", "scopes": scopes}}},
+        headers={"Authorization": f"Bearer {emu.credentials['session_token']}"},
+    )
+    return str(reply.json()["data"]["apiTokenCreate"])
+
+
+def connector_pair(emu: Any) -> TokenPair:
+    """A token pair of Speckle's public connector app `sca`."""
+    verifier = protocol.make_verifier()
+    code = access_code(emu, verifier, app_id="sca")
+    with httpx.Client() as http:
+        return call(http, protocol.exchange_code(emu.url, "sca", "sca", code, verifier))
 
 
 def revoke_token_only(emu: Any, token: str) -> None:
@@ -63,6 +84,36 @@ def test_scopes_of_a_session_token_and_an_app_token(emulator: Any) -> None:
     pair = oauth_pair(emulator)
     with Client(emulator.url, pair.token, app_id=creds["app_id"]) as client:
         assert sorted(client.scopes() or []) == sorted(["profile:read", "profile:email", "streams:read", "users:read"])
+    with Client(emulator.url, connector_pair(emulator).token, app_id="sca") as client:
+        assert client.scopes() == [
+            "streams:read", "streams:write", "profile:read", "profile:email", "users:read", "users:invite"
+        ]
+
+
+def app_in_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = emulator.credentials
+    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)
+    monkeypatch.setenv("SPECKLE_APP_ID", creds["app_id"])
+    monkeypatch.setenv("SPECKLE_APP_SECRET", creds["app_secret"])
+
+
+def test_a_pat_is_never_taken_for_the_environments_app(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PAT holding only profile:read cannot read its own scopes: unknown, not the app's four."""
+    app_in_environment(emulator, monkeypatch)
+    with Client(emulator.url, new_pat(emulator, ["profile:read"])) as client:
+        assert client.scopes() is None
+    readable = ["profile:read", "tokens:read"]
+    with Client(emulator.url, new_pat(emulator, readable)) as client:
+        assert client.scopes() == readable  # the server lists it: a PAT, with exactly these
+
+
+def test_an_app_token_is_known_from_its_sign_in_only(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_in_environment(emulator, monkeypatch)
+    pair = connector_pair(emulator)
+    with Client(emulator.url, pair.token) as client:  # the sign-in that made it did not say: unknown
+        assert client.scopes() is None
+    with Client(emulator.url, pair.token, app_id="sca") as client:
+        assert client.scopes() is not None and "streams:write" in (client.scopes() or [])
 
 
 def test_refresh_on_invalid_token_then_retire_the_old_pair(emulator: Any) -> None:

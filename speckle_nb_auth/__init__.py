@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from ._client import Client
     from ._login import get_client, login
+    from ._revoke import revoke
     from .panel import LoginPanel
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "__version__",
     "get_client",
     "login",
+    "revoke",
 ]
 
 _LAZY = {
@@ -62,6 +64,7 @@ _LAZY = {
     "login": "._login",
     "get_client": "._login",
     "LoginPanel": ".panel",
+    "revoke": "._revoke",
 }
 
 

@@ -1,7 +1,8 @@
 """Signing in without anyone at the keyboard, and what a token's scopes say.
 
-The non-interactive sources, in order: `SPECKLE_TOKEN`/`SPECKLE_SERVER`, a remembered keyring entry for the
-server, then a single desktop account matching it. Each candidate is validated by making a `Client`; one that
+The non-interactive sources, in order: `SPECKLE_TOKEN`/`SPECKLE_SERVER`, the nearest `.env` file's (only when
+the environment has no `SPECKLE_TOKEN`: a file never overrides it), a remembered keyring entry for the server,
+then a single desktop account matching it. Each candidate is validated by making a `Client`; one that
 is refused (revoked token, server down, missing scopes) is skipped and its message kept, so that when nothing
 works the error says why the last candidate failed as well as how to sign in.
 
@@ -15,10 +16,12 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import _credentials as credentials
 from ._client import Client
 from ._desktop import desktop_accounts
+from ._dotenv import read_dotenv
 from ._errors import MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import TokenPair, normalize_server_url
 
@@ -47,9 +50,13 @@ WAYS_TO_SIGN_IN = (
 
 
 def default_server() -> str:
-    """`SPECKLE_SERVER` when set (and usable), else app.speckle.systems."""
+    """`SPECKLE_SERVER` when set (and usable), else the nearest `.env` file's, else app.speckle.systems."""
+    named = os.environ.get("SPECKLE_SERVER")
+    if not named:
+        found = read_dotenv()
+        named = found.server if found else None
     try:
-        return normalize_server_url(os.environ.get("SPECKLE_SERVER") or credentials.DEFAULT_SERVER)
+        return normalize_server_url(named or credentials.DEFAULT_SERVER)
     except SpeckleAuthError:
         return credentials.DEFAULT_SERVER
 
@@ -66,13 +73,15 @@ def not_signed_in(server: str | None = None, reason: str | None = None) -> NotSi
 
 @dataclass(frozen=True)
 class Candidate:
-    """A credential found somewhere, not yet validated. `source` is environment | keyring | desktop."""
+    """A credential found somewhere, not yet validated. `source` is environment | dotenv | keyring | desktop;
+    `path` is the file it came from (the `.env` file), never its content."""
 
     source: str
     description: str
     server: str
     pair: TokenPair = field(repr=False)
     user_id: str | None = None
+    path: Path | None = None
 
 
 def candidates(server: str | None = None, errors: list[str] | None = None) -> Iterator[Candidate]:
@@ -86,6 +95,9 @@ def candidates(server: str | None = None, errors: list[str] | None = None) -> It
         env = None
     if env is not None:
         yield Candidate("environment", "SPECKLE_TOKEN", env.server, TokenPair(env.token))
+    found = _from_dotenv(server, errors)
+    if found is not None:
+        yield found
     keyring_server = normalize_server_url(server) if server else default_server()
     for user_id, pair in credentials.recall(keyring_server):
         yield Candidate("keyring", "the remembered sign-in", keyring_server, pair, user_id)
@@ -103,6 +115,24 @@ def candidates(server: str | None = None, errors: list[str] | None = None) -> It
             f"{len(accounts)} desktop accounts were found: choose one in the login panel, or pass server= "
             "to pick the one of a server."
         )
+
+
+def _from_dotenv(server: str | None, errors: list[str]) -> Candidate | None:
+    """The `.env` file's token, unless the environment sets one. It goes with the file's own `SPECKLE_SERVER`
+    when the file names one (the token belongs there), else with the environment's or the default."""
+    if os.environ.get("SPECKLE_TOKEN", "").strip():
+        return None
+    found = read_dotenv()
+    if found is None or found.token is None:
+        return None
+    try:
+        home = normalize_server_url(found.server or os.environ.get("SPECKLE_SERVER") or credentials.DEFAULT_SERVER)
+    except SpeckleAuthError as err:
+        errors.append(f"SPECKLE_SERVER in {found.path}: {err.message}")
+        return None
+    if server is not None and normalize_server_url(server) != home:
+        return None
+    return Candidate("dotenv", f"the .env file {found.path}", home, TokenPair(found.token), path=found.path)
 
 
 @dataclass

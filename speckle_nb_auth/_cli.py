@@ -1,0 +1,328 @@
+"""The terminal commands, as `gh auth` has them: `login`, `status`, `logout`, and `revoke` for a leaked token.
+
+    python -m speckle_nb_auth login [SERVER] [--no-browser] [--paste]
+    python -m speckle_nb_auth status [SERVER]
+    python -m speckle_nb_auth logout [SERVER]
+    python -m speckle_nb_auth revoke [--server URL]      < token
+
+`login` signs in with Speckle's public connector app: the browser comes back to a loopback receiver on this
+machine (or, with `--paste` or a busy port, the user pastes the address the browser ended on). Nothing here
+prints a token; `revoke` reads its token from standard input, never from the command line, which other users
+of the machine can see. Exit status: 0 done, 1 failed (with a one-line reason on stderr), 2 misused, 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+import webbrowser
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+import httpx
+
+from . import _credentials as credentials
+from . import _protocol as protocol
+from ._errors import LoginDenied, LogoutFailed, SpeckleAuthError
+from ._protocol import TokenPair, WhoAmI
+from ._transport import DEFAULT_TIMEOUT, call, ssl_context
+
+if TYPE_CHECKING:
+    from ._sources import Candidate
+
+__all__ = ["main"]
+
+_PROG = "speckle-nb-auth"
+_RUN = "python -m speckle_nb_auth"  # works wherever the package does, console script or not
+# Anything token-shaped in a command line is hidden in argparse's complaints, which repeat what they refuse.
+_SECRETISH = re.compile(r"[A-Za-z0-9_\-]{24,}")
+_DEFAULT = "default: SPECKLE_SERVER, a .env file's, or app.speckle.systems"
+
+
+class _Console:
+    def __init__(self, out: TextIO, err: TextIO, inp: TextIO) -> None:
+        self.out, self.err, self.inp = out, err, inp
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def fail(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def ask(self, prompt: str) -> str | None:
+        """A line typed or piped in; None at the end of input."""
+        print(prompt, end="", file=self.out, flush=True)
+        line = self.inp.readline()
+        return line if line else None
+
+
+def _clean(text: str | None) -> str:
+    """A server-supplied value as it may reach a terminal: printable characters only (no escape sequences)."""
+    return "".join(ch for ch in text or "" if ch.isprintable())
+
+
+def _who(who: WhoAmI) -> str:
+    email = f" <{_clean(who.user.email)}>" if who.user.email else ""
+    return f"{_clean(who.user.name) or who.user.id}{email}"
+
+
+def _http() -> httpx.Client:
+    return httpx.Client(timeout=DEFAULT_TIMEOUT, verify=ssl_context())
+
+
+def _server(given: str | None) -> str:
+    from ._sources import default_server
+
+    return protocol.normalize_server_url(given) if given else default_server()
+
+
+# --- login ----------------------------------------------------------------------------------------------------
+
+
+def _login(args: argparse.Namespace, io: _Console) -> int:
+    from ._public_app import public_login
+    from ._receiver import LoopbackReceiver, PortBusy
+
+    server = _server(args.server)
+    login = public_login(server)
+    receiver = None
+    if not args.paste:
+        receiver = LoopbackReceiver(login.app.redirect_url, back_to="the terminal")
+        try:
+            receiver.start()
+        except PortBusy as err:
+            io.say(err.message)
+            receiver = None
+    if receiver is None:
+        _show(io, login.authorize_url, open_browser=not args.no_browser)
+        code = _pasted_code(io)
+    else:
+        with receiver:
+            _show(io, login.authorize_url, open_browser=not args.no_browser)
+            io.say("Waiting for you to sign in (up to 10 minutes; Ctrl-C cancels)...")
+            received = receiver.wait()
+        if received is None or received.kind == "cancelled":
+            raise KeyboardInterrupt
+        if received.kind == "denied":
+            raise LoginDenied("You chose not to allow access on Speckle's page: nothing was signed in.")
+        if received.kind == "expired" or received.code is None:
+            io.fail("Nobody signed in within 10 minutes, when Speckle's sign-in expires: run login again.")
+            return 1
+        code = received.code
+    with _http() as http:
+        pair = login.exchange(code, http=http)
+        try:
+            who = call(http, protocol.whoami(server, pair.token))
+        except SpeckleAuthError:
+            _quietly_revoke(http, server, pair)  # a token nobody can use is not left valid
+            raise
+        io.say(f"Signed in to {server} as {_who(who)}")
+        _keep(io, http, server, who, pair)
+    return 0
+
+
+def _show(io: _Console, url: str, *, open_browser: bool) -> None:
+    if open_browser and webbrowser.open(url):
+        io.say("Speckle's sign-in page is opening in your browser.")
+        return
+    io.say("Open this address in a browser on this machine and sign in:")
+    io.say(url)
+
+
+def _pasted_code(io: _Console) -> str:
+    from ._receiver import PasteNotUnderstood, code_from_pasted
+
+    io.say(
+        "After signing in, the browser ends on a page that may not load. Copy that page's whole address "
+        "from the address bar and paste it here."
+    )
+    for _ in range(3):
+        line = io.ask("Address: ")
+        if line is None:
+            break
+        try:
+            return code_from_pasted(line)
+        except PasteNotUnderstood as err:
+            io.say(err.message)
+    raise _Failed("No sign-in address was pasted: run login again.")
+
+
+def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: TokenPair) -> None:
+    try:
+        credentials.remember(server, who.user.id, pair)
+    except credentials.KeyringUnavailable:
+        _quietly_revoke(http, server, pair)
+        io.say(
+            "No keyring works on this machine, so this sign-in could not be remembered and was revoked again. "
+            f"Instead, make a personal access token at {server}/settings and set SPECKLE_TOKEN to it and "
+            f"SPECKLE_SERVER={server} in the environment (or in a .env file that git ignores)."
+        )
+        return
+    how = "" if server == _server(None) else f" with login({server!r}) or SPECKLE_SERVER={server}"
+    io.say(f"Remembered in this machine's keyring: notebooks and scripts here now sign in without asking{how}.")
+
+
+def _quietly_revoke(http: httpx.Client, server: str, pair: TokenPair) -> None:
+    try:
+        call(http, protocol.logout(server, pair.token, pair.refresh_token))
+    except SpeckleAuthError:
+        pass  # best effort: the caller reports what went wrong before
+
+
+# --- status ---------------------------------------------------------------------------------------------------
+
+
+def _where(candidate: Candidate) -> str:
+    return {
+        "environment": "SPECKLE_TOKEN in the environment",
+        "keyring": "this machine's keyring",
+    }.get(candidate.source, candidate.description)
+
+
+def _status(args: argparse.Namespace, io: _Console) -> int:
+    from ._client import Client
+    from ._rotation import rotation_message, token_age
+    from ._sources import candidates, not_signed_in
+
+    problems: list[str] = []
+    working = 0
+    for candidate in candidates(args.server, problems):
+        try:
+            client = Client(candidate.server, candidate.pair.token, candidate.pair.refresh_token)
+        except SpeckleAuthError as err:
+            io.say(f"{candidate.server}: the sign-in from {_where(candidate)} does not work: {err.message}")
+            continue
+        working += 1
+        with client:
+            email = f" <{_clean(client.user.email)}>" if client.user.email else ""
+            io.say(f"Signed in to {client.url} as {_clean(client.user.name)}{email}, from {_where(candidate)}")
+            age = token_age(client)
+            if age is not None:
+                io.say(f"  Token: personal access token, {age.describe()}.")
+                notice = rotation_message(age, client.url)
+                if notice:
+                    io.say(f"  {notice}")
+            elif candidate.pair.refresh_token:
+                io.say("  Token: a \u201cLog in with Speckle\u201d sign-in (app tokens have no age to show).")
+            else:
+                io.say("  Token: its age is not readable (it lacks the tokens:read scope).")
+        for notice in _source_notices(candidate):
+            io.say(f"  {notice}")
+    for problem in problems:
+        io.say(problem)
+    if working:
+        return 0
+    server = protocol.normalize_server_url(args.server) if args.server else None
+    io.fail(not_signed_in(server).message + f" Or run: {_RUN} login")
+    return 1
+
+
+def _source_notices(candidate: Candidate) -> list[str]:
+    """What `status` adds about where a sign-in came from (a .env file git may publish)."""
+    if candidate.path is None:
+        return []
+    from ._dotenv import dotenv_notices
+
+    return dotenv_notices(candidate.path)
+
+
+# --- logout and revoke ----------------------------------------------------------------------------------------
+
+
+def _logout(args: argparse.Namespace, io: _Console) -> int:
+    server = _server(args.server)
+    remembered = credentials.recall(server)
+    with _http() as http:
+        for user_id, pair in remembered:
+            try:
+                call(http, protocol.logout(server, pair.token, pair.refresh_token))
+            except LogoutFailed:
+                pass  # already invalid on the server: forgetting it is all that is left
+            credentials.forget(server, user_id)
+    if remembered:
+        io.say(f"Logged out of {server}: the remembered sign-in was revoked and forgotten.")
+    else:
+        io.say(f"No sign-in to {server} is remembered on this machine: nothing to log out.")
+    if credentials.from_environment(server) is not None:
+        io.say(
+            f"SPECKLE_TOKEN is still set for {server} and was left alone: unset it to stop using it, or revoke "
+            f"it with: {_RUN} revoke"
+        )
+    return 0
+
+
+def _read_token(io: _Console) -> str:
+    if io.inp.isatty():
+        return getpass.getpass("Token to revoke (not shown as you type): ")
+    return io.inp.readline()
+
+
+def _revoke_command(args: argparse.Namespace, io: _Console) -> int:
+    from ._revoke import revoke
+
+    if args.stray:
+        raise _Failed(
+            "Do not put a token on the command line: other users of this machine can see it there and it "
+            f"stays in your shell history, so treat that one as seen. Pipe it in (for example: {_RUN} revoke "
+            "< token.txt) or paste it when asked."
+        )
+    io.say(str(revoke(_read_token(io), args.server)))
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------------------------------
+
+
+class _Failed(Exception):
+    """A command failed for a reason already put in words."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {_SECRETISH.sub('[hidden]', message)}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=_PROG, description="Sign in to Speckle from a terminal, for notebooks and scripts.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    login = commands.add_parser("login", help="sign in with Speckle in the browser and remember it")
+    login.add_argument("server", nargs="?", help=f"the Speckle server ({_DEFAULT})")
+    login.add_argument("--no-browser", action="store_true", help="print the sign-in address instead of opening it")
+    login.add_argument(
+        "--paste", action="store_true",
+        help="paste the address the browser ends on (when the browser runs on another machine)",
+    )
+    login.set_defaults(run=_login)
+
+    status = commands.add_parser("status", help="who is signed in, where, and from where")
+    status.add_argument("server", nargs="?", help="the Speckle server to look at")
+    status.set_defaults(run=_status)
+
+    logout = commands.add_parser("logout", help="revoke and forget the remembered sign-in of a server")
+    logout.add_argument("server", nargs="?", help=f"the Speckle server ({_DEFAULT})")
+    logout.set_defaults(run=_logout)
+
+    revoke = commands.add_parser("revoke", help="revoke a token read from standard input (a leaked one)")
+    revoke.add_argument("--server", help=f"the server the token belongs to ({_DEFAULT})")
+    revoke.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
+    revoke.set_defaults(run=_revoke_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    io = _Console(sys.stdout, sys.stderr, sys.stdin)
+    run: Callable[[argparse.Namespace, _Console], int] = args.run
+    try:
+        return run(args, io)
+    except KeyboardInterrupt:
+        io.fail("Cancelled.")
+        return 130
+    except (SpeckleAuthError, _Failed) as err:
+        io.fail(str(err))
+        return 1

@@ -257,7 +257,7 @@ def _logout(args: argparse.Namespace, io: _Console) -> int:
 def _read_token(io: _Console) -> str:
     if io.inp.isatty():
         return getpass.getpass("Token to revoke (not shown as you type): ")
-    return io.inp.readline()
+    return io.inp.read(64 * 1024)  # a token, or a whole .env file
 
 
 def _revoke_command(args: argparse.Namespace, io: _Console) -> int:

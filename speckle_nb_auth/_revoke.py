@@ -6,7 +6,8 @@ it: a personal access token, an app token, one found in a commit. Afterwards the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -47,26 +48,46 @@ class Revoked:
     __repr__ = __str__
 
 
-def clean_token(text: str) -> str:
-    """The token in what was pasted or piped (surrounding blanks and a `Bearer ` prefix dropped)."""
-    token = text.strip() if isinstance(text, str) else ""
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    if not token:
+@dataclass(frozen=True)
+class Given:
+    """A token as given: alone, or with the server a `.env` file named for it."""
+
+    token: str = field(repr=False)
+    server: str | None = None
+
+
+def read_given(text: str) -> Given:
+    """The token in what was pasted or piped: the token alone (blanks and a `Bearer ` prefix dropped), or a
+    `.env` file's `SPECKLE_TOKEN` (with its `SPECKLE_SERVER`, if any)."""
+    raw = text.strip() if isinstance(text, str) else ""
+    if "=" in raw:
+        from dotenv import dotenv_values
+
+        values = dotenv_values(stream=io.StringIO(raw), interpolate=False)
+        token, server = (values.get("SPECKLE_TOKEN") or "").strip(), (values.get("SPECKLE_SERVER") or "").strip()
+        if not token:
+            raise NotSignedIn("That text sets no SPECKLE_TOKEN: give the token itself, or a .env file that sets it.")
+        return Given(token, server or None)
+    if raw[:7].lower() == "bearer ":
+        raw = raw[7:].strip()
+    if not raw:
         raise NotSignedIn("No token was given: pass the token to revoke (on standard input for the command line).")
-    if any(ch.isspace() for ch in token):
+    if any(ch.isspace() for ch in raw):
         raise NotSignedIn("That is more than one token: give one token, on a line of its own.")
-    return token
+    return Given(raw)
 
 
 def revoke(token: str, server: str | None = None) -> Revoked:
-    """Tell `server` (default `SPECKLE_SERVER`, else app.speckle.systems) to stop accepting `token` now, and
-    forget any remembered sign-in that holds it. Raises `LogoutFailed` when the server does not know the
-    token (already revoked, or it belongs to another server), `SpeckleUnreachable` when it cannot be reached."""
+    """Tell `server` to stop accepting `token` now, and forget any remembered sign-in that holds it. `token`
+    may also be a `.env` file's text: its `SPECKLE_TOKEN` is revoked, on its `SPECKLE_SERVER` unless `server`
+    is given. The default server is `SPECKLE_SERVER`, else app.speckle.systems. Raises `LogoutFailed` when
+    the server does not know the token (already revoked, or it belongs to another server),
+    `SpeckleUnreachable` when it cannot be reached."""
     from ._sources import default_server  # the sources import the client: load them only when revoking
 
-    value = clean_token(token)
-    url = protocol.normalize_server_url(server) if server else default_server()
+    given = read_given(token)
+    value, named = given.token, server or given.server
+    url = protocol.normalize_server_url(named) if named else default_server()
     with httpx.Client(timeout=DEFAULT_TIMEOUT, verify=ssl_context()) as http:
         try:
             call(http, protocol.logout(url, value))

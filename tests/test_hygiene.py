@@ -293,7 +293,8 @@ def test_the_guard_names_file_line_and_cell_never_the_token(tmp_path: Path) -> N
     assert bad.read_text().splitlines()[finding.line - 1].count(token) == 1
     assert token not in str(finding)
     code = tmp_path / "script.py"
-    code.write_text(f'TOKEN = "{token}"\nSHA = "{os.urandom(32).hex()}"\nOK = "{token}"  # speckle-token-guard: allow\n')
+    sha256 = os.urandom(32).hex()
+    code.write_text(f'TOKEN = "{token}"\nSHA = "{sha256}"\nOK = "{token}"  # speckle-token-guard: allow\n')
     assert [f.line for f in scan_file(code)] == [1]
     assert scan_file(tmp_path / "missing.py") == []
 

@@ -1,6 +1,6 @@
 """The terminal commands, as `gh auth` has them: `login`, `status`, `logout`, and `revoke` for a leaked token.
 
-    python -m speckle_nb_auth login [SERVER] [--no-browser] [--paste]
+    python -m speckle_nb_auth login [SERVER] [--no-browser] [--paste] [--env-file [PATH]]
     python -m speckle_nb_auth status [SERVER]
     python -m speckle_nb_auth logout [SERVER]
     python -m speckle_nb_auth revoke [--server URL]      < token
@@ -120,7 +120,7 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
             _quietly_revoke(http, server, pair)  # a token nobody can use is not left valid
             raise
         io.say(f"Signed in to {server} as {_who(who)}")
-        _keep(io, http, server, who, pair)
+        _keep(io, http, server, who, pair, args.env_file)
     return 0
 
 
@@ -150,15 +150,27 @@ def _pasted_code(io: _Console) -> str:
     raise _Failed("No sign-in address was pasted: run login again.")
 
 
-def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: TokenPair) -> None:
+def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: TokenPair, env_file: str | None) -> None:
+    if env_file is not None:
+        from ._dotenv import remember_in_dotenv
+
+        try:
+            path = remember_in_dotenv(server, pair.token, env_file or None)
+        except (SpeckleAuthError, OSError):
+            _quietly_revoke(http, server, pair)
+            raise
+        io.say(f"Saved to {path} (readable only by you, ignored by git): programs started in this folder sign in "
+               "from it.")
+        return
     try:
         credentials.remember(server, who.user.id, pair)
     except credentials.KeyringUnavailable:
         _quietly_revoke(http, server, pair)
         io.say(
             "No keyring works on this machine, so this sign-in could not be remembered and was revoked again. "
-            f"Instead, make a personal access token at {server}/settings and set SPECKLE_TOKEN to it and "
-            f"SPECKLE_SERVER={server} in the environment (or in a .env file that git ignores)."
+            f"Run `{_RUN} login --env-file` to keep it in a .env file readable only by you that git ignores, "
+            f"or make a personal access token at {server}/settings and set SPECKLE_TOKEN to it and "
+            f"SPECKLE_SERVER={server} in the environment."
         )
         return
     how = "" if server == _server(None) else f" with login({server!r}) or SPECKLE_SERVER={server}"
@@ -208,7 +220,7 @@ def _status(args: argparse.Namespace, io: _Console) -> int:
             elif candidate.pair.refresh_token:
                 io.say("  Token: a \u201cLog in with Speckle\u201d sign-in (app tokens have no age to show).")
             else:
-                io.say("  Token: its age is not readable (it lacks the tokens:read scope).")
+                io.say("  Token: its age is not readable (an app token, or a personal one without tokens:read).")
         for notice in _source_notices(candidate):
             io.say(f"  {notice}")
     for problem in problems:
@@ -296,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--paste", action="store_true",
         help="paste the address the browser ends on (when the browser runs on another machine)",
+    )
+    login.add_argument(
+        "--env-file", nargs="?", const="", metavar="PATH",
+        help="remember the sign-in in a .env file readable only by you that git ignores (default: the nearest "
+        ".env, else ./.env) instead of the keyring",
     )
     login.set_defaults(run=_login)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +188,21 @@ def test_revoke_from_python(emu: Emulator) -> None:
     with pytest.raises(LogoutFailed) as caught:
         speckle_nb_auth.revoke(token, emu.url)
     assert "another Speckle server" in caught.value.message
+
+
+def test_login_can_remember_in_a_git_ignored_env_file_instead(emu: Emulator, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    env = cli_env(tmp_path, keyring="keyring.backends.fail.Keyring")
+    login = Running(["login", emu.url, "--no-browser", "--env-file"], env=env, cwd=project)
+    follow(emu, login.line_where(is_sign_in_url(emu)))
+    code, out, err = login.finish()
+    assert code == 0, out + err
+    saved = project / ".env"
+    assert f"Saved to {saved}" in out
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=project).returncode == 0
+    assert_no_secrets(emu, tmp_path, out, err)
+    status = run_cli(["status"], env=env, cwd=project)
+    assert f"Signed in to {emu.url} as" in status.stdout and f"from the .env file {saved}" in status.stdout

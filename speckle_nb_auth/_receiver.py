@@ -363,6 +363,9 @@ class _Server(ThreadingHTTPServer):
         self.receiver = receiver
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Silent, like the handler's log: a browser that closed the tab early is no error of ours."""
+
     def server_bind(self) -> None:
         if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)

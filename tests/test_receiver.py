@@ -281,3 +281,16 @@ def test_a_paste_that_holds_no_code_says_what_to_paste_without_repeating_it() ->
     with pytest.raises(LoginDenied):
         code_from_pasted("http://localhost:29363/?denied=true")
     assert issubclass(PasteNotUnderstood, SpeckleAuthError)
+
+
+def test_connections_that_go_away_leave_no_trace(receiver: LoopbackReceiver, capfd: pytest.CaptureFixture[str]) -> None:
+    code = new_code()
+    for request in (b"", b"GET /?access_co", f"GET /?access_code={code} HTTP/1.1\r\nHost: x".encode()):
+        with socket.create_connection(("127.0.0.1", receiver.port), timeout=5) as raw:
+            raw.sendall(request)
+            raw.shutdown(socket.SHUT_RDWR)
+    with httpx.Client(trust_env=False) as http:
+        assert http.get(f"{receiver.url}/?access_code={code}").status_code == 200
+    assert receiver.wait(5) == Received("code", code)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

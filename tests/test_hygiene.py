@@ -338,3 +338,17 @@ def test_pre_commit_refuses_a_notebook_with_a_token_in_an_output(repo: Path, tmp
     assert commit.returncode != 0 and token not in commit.stdout + commit.stderr
     assert json.loads((repo / "leaky.ipynb").read_text())  # the file itself is left as it was
     assert git(repo, "log", "--format=%s").stdout.splitlines() == ["start"]
+
+
+def test_the_shipped_hook_installs_and_runs_as_pre_commit_installs_it(repo: Path, tmp_path: Path) -> None:
+    """`pre-commit try-repo` builds the hook's environment from this repository (`language: python`), as a
+    project that lists the hook in its .pre-commit-config.yaml gets it."""
+    pre_commit = shutil.which("pre-commit", path=str(Path(sys.executable).parent)) or "pre-commit"
+    token = os.urandom(21).hex()
+    (repo / "leaky.ipynb").write_text(notebook(token + "\n"))
+    git(repo, "add", "leaky.ipynb")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+    run = subprocess.run([pre_commit, "try-repo", str(REPO), "speckle-token-guard", "--files", "leaky.ipynb"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "leaky.ipynb:" in run.stdout and "(cell 2 output)" in run.stdout and token not in run.stdout

@@ -126,7 +126,7 @@ class LoopbackReceiver:
             )
         if not lifetime > 0:
             raise ValueError("lifetime must be a positive number of seconds")
-        self._scheme_host = parts.netloc.rsplit(":", 1)[0] if parts.port is not None else parts.netloc
+        self._host = parts.netloc.rsplit(":", 1)[0] if parts.port is not None else parts.netloc
         self._addresses = _addresses(host)
         self._wanted_port = port if port is not None else 80
         self._path = parts.path or "/"
@@ -162,7 +162,7 @@ class LoopbackReceiver:
     def url(self) -> str:
         """The redirect URL listened for, with the port actually bound."""
         path = "" if self._path == "/" else self._path
-        return f"http://{self._scheme_host}:{self.port}{path}"
+        return f"http://{self._host}:{self.port}{path}"
 
     def wait(self, timeout: float | None = None) -> Received | None:
         """The outcome once the port is closed; None if still pending after `timeout` seconds."""

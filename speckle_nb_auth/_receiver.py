@@ -340,7 +340,7 @@ class LoopbackReceiver:
 
 
 def _addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
     if ":" in host:
         return [(socket.AF_INET6, host)]

@@ -2,8 +2,8 @@
 
 Speckle lists a user's personal access tokens (`activeUser { apiTokens { id createdAt lifespan lastUsed } }`,
 which needs `tokens:read`); a token is found there by its first 10 characters. App tokens (a "Log in with
-Speckle" sign-in) are not listed: they have no age to show. Speckle ends a token once it has gone unused for
-its lifespan, so it expires at `lastUsed + lifespan`.
+Speckle" sign-in) are not listed: they have no age to show. A token's lifespan counts from its creation, so it
+expires at `createdAt + lifespan`.
 
 "Now" is the later of this machine's clock and the token's `lastUsed`, which the server sets to its own time
 when it accepts the query: a machine whose clock is behind still sees the age the server sees.
@@ -53,7 +53,7 @@ class TokenAge:
     @property
     def expires_at(self) -> datetime | None:
         """None for a token that practically never expires."""
-        return None if self.lifespan >= _NEVER else self.last_used + self.lifespan
+        return None if self.lifespan >= _NEVER else self.created_at + self.lifespan
 
     def describe(self) -> str:
         """One line for people, such as "created 2026-08-23 (100 days ago), never expires"."""
@@ -62,7 +62,7 @@ class TokenAge:
             return f"{made}, never expires"
         left = self.expires_at - self.now
         when = f"in {_days(left)}" if left > timedelta(0) else "already"
-        return f"{made}, expires {self.expires_at:%Y-%m-%d} ({when}) unless used before"
+        return f"{made}, expires {self.expires_at:%Y-%m-%d} ({when})"
 
 
 def _days(span: timedelta) -> str:

@@ -352,3 +352,15 @@ def test_the_shipped_hook_installs_and_runs_as_pre_commit_installs_it(repo: Path
                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "leaky.ipynb:" in run.stdout and "(cell 2 output)" in run.stdout and token not in run.stdout
+
+
+def test_expiry_counts_from_creation(emulator: Emulator) -> None:
+    pat = make_pat(emulator, ["profile:read", "tokens:read"], lifespan_ms=int(30 * DAY * 1000))
+    emulator.advance_clock(20 * DAY)
+    with Client(emulator.url, pat) as client:
+        age = token_age(client)
+        assert age is not None and age.expires_at is not None
+        assert (age.expires_at - age.created_at).days == 30
+        assert "(in 10 days)" in age.describe() or "(in 9 days)" in age.describe()
+        notice = rotation_notice(client)
+    assert notice is not None and "expires in" in notice

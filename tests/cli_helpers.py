@@ -26,9 +26,20 @@ def cli_env(tmp_path: Path, *, keyring: str = "memory_keyring.MemoryKeyring", **
 
 
 class Running:
-    """A CLI process whose stdout is read line by line as it comes."""
+    """A CLI process whose stdout is read line by line as it comes. `stop_all` ends those a failed test left."""
+
+    started: list[Running] = []
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for running in cls.started:
+            if running.process.poll() is None:
+                running.process.kill()
+                running.process.wait(10)
+        cls.started.clear()
 
     def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path) -> None:
+        Running.started.append(self)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "speckle_nb_auth", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,

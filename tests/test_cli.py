@@ -23,6 +23,12 @@ from speckle_nb_auth._transport import call
 from speckle_nb_auth.emulator import Emulator
 
 
+@pytest.fixture(autouse=True)
+def _no_command_left_running() -> Iterator[None]:
+    yield
+    Running.stop_all()
+
+
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     with Emulator(connector_redirect_url=f"http://localhost:{free_port()}") as emulator:

@@ -1,4 +1,8 @@
-"""The object a notebook user gets: an authenticated Speckle client that knows who it is signed in as."""
+"""The object a notebook user gets: an authenticated Speckle client that knows who it is signed in as.
+
+Every secret here is a `Secret` (the token pair's fields, the app secret) before any line that can raise, so
+a verbose traceback (IPython's `%xmode Verbose`) shows none of them.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,18 @@ import httpx
 from . import _protocol as protocol
 from ._auth import Refresher, SpeckleAuth
 from ._credentials import app_from_environment
-from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError
-from ._protocol import Reply, ServerInfo, TokenPair, UserInfo, mask
+from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError, SpeckleServerError
+from ._protocol import Reply, Secret, ServerInfo, TokenPair, UserInfo, mask
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
 
 __all__ = ["Client", "direct_refresher"]
 
+_STILL_VALID = "query SpeckleNbAuthCheck { activeUser { id } }"
+
 
 def direct_refresher(http: httpx.Client, server: str, app_id: str, app_secret: str) -> Refresher:
     """Refresh straight with Speckle; only possible where the app's credentials are at hand."""
+    app_secret = Secret(app_secret)  # what the closure below keeps, and a traceback of it shows
 
     def refresh(pair: TokenPair) -> TokenPair:
         assert pair.refresh_token is not None
@@ -54,6 +61,8 @@ class Client:
     ) -> None:
         if not isinstance(token, str) or not token.strip():
             raise NotSignedIn("No token was given: paste a personal access token or log in with Speckle.")
+        token = Secret(token.strip())  # this frame's values show in a verbose traceback of a failed check
+        refresh_token = Secret(refresh_token) if refresh_token else None
         self._url = protocol.normalize_server_url(server, allow_http=allow_http)
         home_app = app_from_environment(self._url)
         # Only the sign-in that made the token knows its app: SPECKLE_APP_ID names an app this Jupyter can use,
@@ -64,7 +73,7 @@ class Client:
             refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)
         self._on_refresh = on_refresh
         self._auth = SpeckleAuth(
-            TokenPair(token.strip(), refresh_token or None), refresher, self._stored, origin=self._url
+            TokenPair(token, refresh_token), refresher, self._stored, origin=self._url
         )
         self._http = httpx.Client(base_url=self._url, auth=self._auth, timeout=timeout, verify=ssl_context())
         self._forget: list[Callable[[Client], None]] = []
@@ -139,7 +148,8 @@ class Client:
             self.close()
 
     def specklepy(self) -> Any:
-        """An authenticated `specklepy` `SpeckleClient` for this server and token."""
+        """An authenticated `specklepy` `SpeckleClient` for this server and token. specklepy cannot renew a
+        token, so this client checks (and renews) it first; the typed errors of `graphql` apply."""
         self._check_open()
         try:
             from specklepy.api.client import SpeckleClient
@@ -147,9 +157,16 @@ class Client:
             raise ImportError(
                 'Client.specklepy() needs specklepy: pip install "speckle-nb-auth[specklepy]"'
             ) from None
+        self.graphql(_STILL_VALID)
         scheme, _, host = self._url.partition("://")
         client = SpeckleClient(host=host, use_ssl=scheme == "https")
-        client.authenticate_with_token(self._auth.pair.token)
+        try:
+            client.authenticate_with_token(self._auth.pair.token)
+        except Exception:  # noqa: BLE001 - specklepy's frames hold the token as plain text: none is shown
+            raise SpeckleServerError(
+                f"specklepy could not sign in to {self._url}, although this client just could: try again; if "
+                "it keeps failing, check that your specklepy version supports this server."
+            ) from None
         return client
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from ._errors import SpeckleAuthError
-from ._protocol import TokenPair, mask, normalize_server_url
+from ._protocol import Secret, TokenPair, mask, normalize_server_url
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -58,7 +58,7 @@ class EnvironmentCredential:
 def from_environment(server: str | None = None) -> EnvironmentCredential | None:
     """`SPECKLE_TOKEN` for `SPECKLE_SERVER` (default app.speckle.systems); None when unset or for another
     server than the one asked for."""
-    token = os.environ.get("SPECKLE_TOKEN", "").strip()
+    token = Secret(os.environ.get("SPECKLE_TOKEN", "").strip())  # a bad SPECKLE_SERVER below raises
     if not token:
         return None
     env_server = normalize_server_url(os.environ.get("SPECKLE_SERVER") or DEFAULT_SERVER)
@@ -89,7 +89,7 @@ def app_id_from_environment(server: str) -> str | None:
 def app_from_environment(server: str) -> EnvironmentApp | None:
     """`SPECKLE_APP_ID`/`SPECKLE_APP_SECRET`, but only for the server they belong to: an app's secret is never
     sent to another server, which could collect it."""
-    app_id, secret = app_id_from_environment(server), os.environ.get("SPECKLE_APP_SECRET", "").strip()
+    app_id, secret = app_id_from_environment(server), Secret(os.environ.get("SPECKLE_APP_SECRET", "").strip())
     return EnvironmentApp(app_id, secret) if app_id and secret else None
 
 

@@ -29,6 +29,7 @@ from ._errors import (
     SpeckleRefused,
     SpeckleServerError,
 )
+from ._secret import Secret, mask
 
 __all__ = [
     "INVALID_TOKEN_BODY",
@@ -36,6 +37,7 @@ __all__ = [
     "ChallengeMethod",
     "HttpRequest",
     "Reply",
+    "Secret",
     "ServerInfo",
     "TokenPair",
     "UserInfo",
@@ -94,6 +96,9 @@ class Reply:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # a token exchange's answer holds the new pair
+        return f"Reply({self.status}, {len(self.body)} bytes)"
+
     def json(self) -> Any:
         try:
             return json.loads(self.body.decode("utf-8"))
@@ -118,8 +123,16 @@ class Call(Generic[T]):
 
 @dataclass(frozen=True)
 class TokenPair:
+    """A token and its refresh token, both held as `Secret`s, so that a failing line that reads
+    `pair.token` shows nothing in a verbose traceback either."""
+
     token: str
     refresh_token: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token", Secret(self.token))
+        if self.refresh_token is not None:
+            object.__setattr__(self, "refresh_token", Secret(self.refresh_token))
 
     def __repr__(self) -> str:
         return f"TokenPair(token={mask(self.token)}, refresh_token={mask(self.refresh_token)})"
@@ -147,13 +160,6 @@ class ServerInfo:
 class WhoAmI:
     user: UserInfo
     server: ServerInfo
-
-
-def mask(secret: str | None) -> str:
-    """What may be shown of a secret: its last 4 characters at most."""
-    if not secret:
-        return "None"
-    return f"'…{secret[-4:]}'" if len(secret) >= 16 else "'…'"
 
 
 # --- server URLs ------------------------------------------------------------------------------------------------
@@ -247,21 +253,21 @@ def _shown(value: str, limit: int = 80) -> str:
 # --- the authorization-code flow ---------------------------------------------------------------------------------
 
 
-def make_verifier() -> str:
+def make_verifier() -> Secret:
     """An RFC 7636 code verifier: 64 unreserved characters from `secrets`."""
-    return secrets.token_urlsafe(48)
+    return Secret(secrets.token_urlsafe(48))
 
 
-def challenge_for(verifier: str, method: ChallengeMethod = "plain") -> str:
+def challenge_for(verifier: str, method: ChallengeMethod = "plain") -> Secret:
     """The challenge that goes into the verify URL. Speckle servers compare it as plain text (`plain`);
     Speckle's docs describe `S256`, BASE64URL(SHA256(verifier)) without padding."""
     if not _UNRESERVED.match(verifier):
         raise ValueError("a code verifier is 43-128 unreserved characters (RFC 7636)")
     if method == "plain":
-        return verifier
+        return Secret(verifier)
     if method == "S256":
         digest = hashlib.sha256(verifier.encode("ascii")).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return Secret(base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"))
     raise ValueError(f"unknown challenge method {method!r}: use 'plain' or 'S256'")
 
 
@@ -274,26 +280,27 @@ def exchange_code(server: str, app_id: str, app_secret: str, access_code: str, v
     """Trade an access code for a token pair. The verifier is sent as `challenge`: under `plain` it is the
     challenge, under `S256` the server hashes it. No Authorization header: Speckle checks one before the
     handler and would refuse the exchange for a stale bearer."""
-    body = {"appId": app_id, "appSecret": app_secret, "accessCode": access_code, "challenge": verifier}
+    body = {"appId": app_id, "appSecret": Secret(app_secret), "accessCode": Secret(access_code),
+            "challenge": Secret(verifier)}
     return Call(server, HttpRequest("POST", f"{server}/auth/token", body), lambda r: _parse_exchange(server, r))
 
 
 def refresh(server: str, app_id: str, app_secret: str, refresh_token: str) -> Call[TokenPair]:
-    body = {"appId": app_id, "appSecret": app_secret, "refreshToken": refresh_token}
+    body = {"appId": app_id, "appSecret": Secret(app_secret), "refreshToken": Secret(refresh_token)}
     return Call(server, HttpRequest("POST", f"{server}/auth/token", body), lambda r: _parse_refresh(server, r))
 
 
 def logout(server: str, token: str, refresh_token: str | None = None) -> Call[None]:
-    body: dict[str, str] = {"token": token}
+    body: dict[str, str] = {"token": Secret(token)}
     if refresh_token:
-        body["refreshToken"] = refresh_token
+        body["refreshToken"] = Secret(refresh_token)
     return Call(server, HttpRequest("POST", f"{server}/auth/logout", body), lambda r: _parse_logout(server, r))
 
 
 def graphql(
     server: str, token: str | None, query: str, variables: Mapping[str, Any] | None = None
 ) -> Call[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Authorization": Secret(f"Bearer {token}")} if token else {}
     body: dict[str, Any] = {"query": query}
     if variables:
         body["variables"] = dict(variables)
@@ -315,11 +322,12 @@ def token_scopes(server: str, token: str) -> Call[list[str] | None]:
     """A personal access token's scopes, read from the user's token list (needs `tokens:read`); None when
     the token is not listed there (an app token: its scopes are its app's, see `app_info`)."""
     base = graphql(server, token, _PAT_SCOPES)
+    token_id = token[:10]  # the token's public id; the parser keeps nothing secret
 
     def parse(reply: Reply) -> list[str] | None:
         user = parse_graphql(server, reply).get("activeUser") or {}
         for entry in user.get("apiTokens") or []:
-            if isinstance(entry, dict) and entry.get("id") == token[:10]:
+            if isinstance(entry, dict) and entry.get("id") == token_id:
                 return [str(s) for s in entry.get("scopes") or []]
         return None
 
@@ -385,14 +393,22 @@ def _unexpected(server: str, reply: Reply) -> SpeckleServerError:
 
 
 def _token_pair(server: str, reply: Reply) -> TokenPair:
+    """The pair in a token answer; no line here holds it as plain text where it could raise."""
     try:
-        data = reply.json()
-        token, refresh_token = data["token"], data["refreshToken"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        fields = _secret_fields(reply.json(), "token", "refreshToken")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise _unexpected(server, reply) from None
-    if not isinstance(token, str) or not token or not isinstance(refresh_token, str):
+    if fields is None or not fields[0]:
         raise _unexpected(server, reply)
-    return TokenPair(token, refresh_token or None)
+    return TokenPair(fields[0], fields[1] or None)
+
+
+def _secret_fields(data: Any, *names: str) -> tuple[Secret, ...] | None:
+    """`data[name]` for each name, as `Secret`s; None when one is not a string."""
+    values = tuple(data[name] for name in names)
+    if not all(isinstance(value, str) for value in values):
+        return None
+    return tuple(Secret(value) for value in values)
 
 
 def _parse_exchange(server: str, reply: Reply) -> TokenPair:

@@ -872,6 +872,12 @@ def test_a_drop_fault_closes_the_connection(emu: Emulator, http: httpx.Client) -
     assert http.post("/auth/token", json={}).status_code == 401
 
 
+def test_a_fault_can_let_some_requests_pass_first(emu: Emulator, http: httpx.Client) -> None:
+    emu.inject_fault("/graphql", "error", count=1, after=2, status=503)
+    statuses = [gql(http, "{ serverInfo { name } }").status_code for _ in range(4)]
+    assert statuses == [200, 200, 503, 200]
+
+
 def test_a_fault_without_count_lasts_until_cleared(emu: Emulator, http: httpx.Client) -> None:
     emu.inject_fault("/auth/logout", "error", count=None, status=500)
     assert {http.post("/auth/logout", json={}).status_code for _ in range(3)} == {500}
@@ -880,7 +886,8 @@ def test_a_fault_without_count_lasts_until_cleared(emu: Emulator, http: httpx.Cl
 
 
 @pytest.mark.parametrize(
-    "bad", [{"kind": "explode"}, {"route": "graphql"}, {"count": 0}, {"status": 200}, {"delay": -1.0}]
+    "bad", [{"kind": "explode"}, {"route": "graphql"}, {"count": 0}, {"status": 200}, {"delay": -1.0},
+            {"after": -1}, {"after": True}]
 )
 def test_inject_fault_checks_its_arguments(emu: Emulator, bad: dict[str, Any]) -> None:
     args: dict[str, Any] = {"route": "/graphql", "kind": "error", **bad}

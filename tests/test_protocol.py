@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 
 import pytest
 
@@ -205,3 +206,23 @@ def test_whoami_parses_user_and_server_and_refuses_anonymous() -> None:
     data["activeUser"] = None
     with pytest.raises(InvalidToken):
         protocol.whoami(SERVER, "t").parse(reply(200, {"data": data}))
+
+
+def test_a_secret_is_its_text_everywhere_but_its_repr() -> None:
+    value = protocol.make_verifier()
+    assert isinstance(value, protocol.Secret) and value == str(value) and len(value) == 64
+    assert repr(value) == f"'…{value[-4:]}'" and f"{value!r}" == repr(value) and repr([value]) == f"[{value!r}]"
+    assert json.loads(json.dumps({"v": value})) == {"v": str(value)} and f"Bearer {value}".endswith(str(value))
+    assert repr(protocol.Secret("short")) == "'…'" and repr(protocol.Secret("")) == "None"
+    assert isinstance(protocol.challenge_for(value, "S256"), protocol.Secret)
+
+
+def test_a_token_pair_holds_secrets_and_a_reply_hides_its_body() -> None:
+    token, refresh_token = secrets.token_hex(21), secrets.token_hex(21)
+    pair = protocol.TokenPair(token, refresh_token)
+    assert isinstance(pair.token, protocol.Secret) and isinstance(pair.refresh_token, protocol.Secret)
+    assert pair == protocol.TokenPair(token, refresh_token) and protocol.TokenPair(token).refresh_token is None
+    reply = protocol.Reply(200, json.dumps({"token": token, "refreshToken": refresh_token}).encode())
+    assert token not in repr(reply) and repr(reply) == f"Reply(200, {len(reply.body)} bytes)"
+    parsed = protocol.exchange_code("http://127.0.0.1:1", "app", "secret", "code", "v" * 43).parse(reply)
+    assert isinstance(parsed.token, protocol.Secret) and parsed == pair

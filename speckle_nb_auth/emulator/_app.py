@@ -280,6 +280,7 @@ class _Faults(_Control):
                 count=spec.get("count", 1),
                 delay=float(spec.get("delay", 2.0)),
                 status=int(spec.get("status", 502)),
+                after=spec.get("after", 0),
             )
         except (TypeError, ValueError) as err:
             raise HTTPError(400, reason=str(err)) from None

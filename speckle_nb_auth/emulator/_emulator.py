@@ -159,11 +159,19 @@ class Emulator:
         self._state.advance_clock(seconds)
 
     def inject_fault(
-        self, route: str, kind: str, *, count: int | None = 1, delay: float = 2.0, status: int = 502
+        self,
+        route: str,
+        kind: str,
+        *,
+        count: int | None = 1,
+        delay: float = 2.0,
+        status: int = 502,
+        after: int = 0,
     ) -> None:
         """Make the next `count` requests to `route` (None: all, until `clear_faults`) `slow` (answered after
-        `delay` seconds), `error` (HTTP `status`, "Internal Server Error") or `drop` (connection closed)."""
-        self._traffic.inject(route, kind, count=count, delay=delay, status=status)
+        `delay` seconds), `error` (HTTP `status`, "Internal Server Error") or `drop` (connection closed),
+        once `after` requests have passed untouched."""
+        self._traffic.inject(route, kind, count=count, delay=delay, status=status, after=after)
 
     def clear_faults(self) -> None:
         self._traffic.clear()

@@ -21,12 +21,13 @@ FaultKind = Literal["slow", "error", "drop"]
 class Fault:
     """`slow`: wait `delay` seconds, then answer normally; `error`: answer `status` with a plain
     "Internal Server Error"; `drop`: close the connection without an answer. `remaining` is how many more
-    requests it hits (None: until cleared)."""
+    requests it hits (None: until cleared), after letting `passing` more requests through untouched."""
 
     kind: FaultKind
     remaining: int | None
     delay: float
     status: int
+    passing: int = 0
 
 
 class RequestHeaders(dict[str, str]):
@@ -53,10 +54,17 @@ class Traffic:
         self._headers: dict[str, RequestHeaders] = {}
 
     def inject(
-        self, route: str, kind: str, *, count: int | None = 1, delay: float = 2.0, status: int = 502
+        self,
+        route: str,
+        kind: str,
+        *,
+        count: int | None = 1,
+        delay: float = 2.0,
+        status: int = 502,
+        after: int = 0,
     ) -> None:
-        """Make the next `count` requests to `route` (a path such as "/auth/token") fail as `kind`;
-        replaces an earlier fault on that route."""
+        """Make the next `count` requests to `route` (a path such as "/auth/token") fail as `kind`, once
+        `after` requests have passed; replaces an earlier fault on that route."""
         if kind not in get_args(FaultKind):
             raise ValueError(f"unknown fault kind {kind!r}: use 'slow', 'error' or 'drop'")
         if not route.startswith("/"):
@@ -65,8 +73,11 @@ class Traffic:
             raise ValueError("count is a positive number of requests, or None for 'until cleared'")
         if delay < 0 or not 400 <= status <= 599:
             raise ValueError("delay must be >= 0 and status an HTTP error status (400-599)")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValueError("after is how many requests pass before the fault: 0 or more")
         with self._lock:
-            self._faults[route] = Fault(kind, count, float(delay), int(status))  # type: ignore[arg-type]
+            fault = Fault(kind, count, float(delay), int(status), after)  # type: ignore[arg-type]
+            self._faults[route] = fault
 
     def clear(self) -> None:
         with self._lock:
@@ -79,6 +90,9 @@ class Traffic:
             self._headers[path] = RequestHeaders(headers)
             fault = self._faults.get(path)
             if fault is None:
+                return None
+            if fault.passing:
+                fault.passing -= 1
                 return None
             if fault.remaining is not None:
                 fault.remaining -= 1

@@ -6,7 +6,6 @@ kernel, whose saved notebook is checked too. A secret shows at most as its last 
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import traceback
@@ -40,7 +39,6 @@ from speckle_nb_auth._protocol import Secret, TokenPair
 from speckle_nb_auth._transport import call
 from speckle_nb_auth.emulator import Emulator
 
-ROOT = Path(__file__).resolve().parent.parent
 WHO = "{ activeUser { name } }"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -335,7 +333,6 @@ def test_verbose_tracebacks_in_a_kernel_and_the_saved_notebook_show_no_secret(
     secrets_file.chmod(stat.S_IRUSR | stat.S_IWUSR)
     app_in_environment(emulator, monkeypatch)
     monkeypatch.setenv("SPECKLE_NB_TEST_GIVEN", str(secrets_file))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
 
     nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, kernel_name="python3", timeout=60, allow_errors=True,

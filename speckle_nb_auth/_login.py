@@ -1,36 +1,40 @@
 """`login()` and `get_client()`: the two calls a notebook or script makes.
 
-In an IPython kernel, `login()` shows the login panel and returns it at once (a cell cannot wait for a
-person); the panel injects the `Client` under `name` when someone signs in. Anywhere else (a script, CI, a
-terminal IPython) it signs in from the environment, the keyring or a desktop account and returns the `Client`,
-or raises `NotSignedIn` saying how to sign in.
+In an IPython kernel, `login()` shows the login panel and, where the kernel can hear the panel while a cell
+runs (it reaches its Jupyter server's extension: see `_session`), waits until someone signs in, so the next
+cell of a Run All finds `speckle`. It never waits where nobody can answer: when no view of the panel shows
+up within seconds (nbclient, nbconvert, a closed tab, a frontend without widgets) it stops with one line
+saying how to sign in. Anywhere else (a script, CI, a terminal IPython) it signs in from the environment, the
+keyring or a desktop account and returns the `Client`, or raises `NotSignedIn` saying how to sign in.
 
 The widget is imported only when a panel is made, so importing this module loads no widget library.
 """
 
 from __future__ import annotations
 
-import keyword
 import sys
-import threading
-import weakref
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import _registry as registry
 from . import _sources as sources
 from ._errors import NotSignedIn
 from ._protocol import normalize_server_url
+from ._session import check_variable_name
 
 if TYPE_CHECKING:
     from ._client import Client
     from .panel import LoginPanel
 
-__all__ = ["get_client", "login"]
+__all__ = ["check_variable_name", "get_client", "login"]
 
-_lock = threading.Lock()
-_by_server: dict[str, Client] = {}
-_latest: list[Client] = []  # most recent last
-_watched: weakref.WeakSet[Client] = weakref.WeakSet()  # clients whose logout unregisters them
+# The registry's tables, for tests that start each from nothing.
+_by_server = registry._by_server
+_latest = registry._latest
+
+#: Seconds `login()` gives a panel view to show up before it stops waiting.
+VIEW_TIMEOUT = 10.0
 
 
 def login(
@@ -38,12 +42,17 @@ def login(
     name: str = "speckle",
     remember: bool | None = None,
     scopes: Iterable[str] | str | None = None,
+    wait: bool = True,
+    timeout: float = 300.0,
 ) -> LoginPanel | Client:
     """Sign in to Speckle.
 
     In a Jupyter kernel: show the login panel and return it; once signed in, `name` (default `speckle`) holds
     a ready `Client` in the notebook's namespace. A working credential found without asking (`SPECKLE_TOKEN`,
-    a remembered sign-in for the server, a single desktop account) signs in at once.
+    a remembered sign-in for the server, a single desktop account) signs in at once. Otherwise, with `wait`
+    (the default), the cell waits up to `timeout` seconds for someone to sign in with the panel, so a Run
+    All goes on only once `name` is there; cancelling, the timeout, or no panel shown raise `NotSignedIn`
+    (shown as one line). `wait=False` returns at once.
 
     Elsewhere: return a `Client` from those same sources, or raise `NotSignedIn`.
 
@@ -61,56 +70,65 @@ def login(
     from .panel import LoginPanel
 
     panel = LoginPanel(server=url, name=name, remember=bool(remember), scopes=wanted, shell=shell)
+    if not wait or panel.client is not None:
+        panel.show()
+        return panel
+    session = panel.session
+    if session.link is None:
+        panel.say(message="Sign in with this panel, then run the next cell: this kernel cannot hear the panel "
+                  "while a cell runs here, so login() does not wait.")
+        panel.show()
+        return panel
+    panel.waiting_until = time.time() + timeout
     panel.show()
-    return panel
+    try:
+        outcome = session.wait(panel, timeout, VIEW_TIMEOUT)
+    finally:
+        panel.waiting_until = 0.0
+    if outcome == "signed_in":
+        return panel
+    raise _not_signed_in(outcome, timeout)
+
+
+def _not_signed_in(outcome: str, timeout: float) -> NotSignedIn:
+    if outcome == "cancelled":
+        text = "Sign-in cancelled: run this cell again to sign in."
+    elif outcome == "timeout":
+        text = f"Nobody signed in within {_duration(timeout)}: run this cell again to sign in."
+    else:
+        text = ("No login panel was shown to sign in with (no browser displays this notebook's widgets): set "
+                "SPECKLE_TOKEN, or run `python -m speckle_nb_auth login` in a terminal, then run this again.")
+    return LoginNotFinished(text, reason=outcome)
+
+
+class LoginNotFinished(NotSignedIn):
+    """`login()` stopped waiting. IPython shows it as its one line, not as a traceback: it stops a Run All
+    with the reason and what to do."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"NotSignedIn: {self.message}"]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes >= 1:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{round(seconds)} second{'s' if round(seconds) != 1 else ''}"
 
 
 def get_client(server: str | None = None) -> Client:
     """The signed-in `Client` of this kernel: the one of `server`, or the latest sign-in when None."""
     url = normalize_server_url(server) if server is not None else None
-    with _lock:
-        if url is None:
-            live = [c for c in _latest if not c.closed]
-            if live:
-                return live[-1]
-        else:
-            client = _by_server.get(url)
-            if client is not None and not client.closed:
-                return client
+    client = registry.latest() if url is None else registry.of_server(url)
+    if client is not None:
+        return client
     raise NotSignedIn(
         f"Not signed in to Speckle{f' to {url}' if url else ''} in this kernel. {sources.WAYS_TO_SIGN_IN}"
     )
 
 
-def check_variable_name(name: Any) -> None:
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        shown = name[:40] if isinstance(name, str) else type(name).__name__
-        raise ValueError(f"{shown!r} cannot be a variable name: use a Python identifier such as 'speckle'.")
-
-
-# --- the kernel's signed-in clients -------------------------------------------------------------------------
-
-
-def register(client: Client) -> None:
-    """Make `client` what `get_client()` returns (for its server, and as the latest)."""
-    with _lock:
-        _by_server[client.url] = client
-        if client in _latest:
-            _latest.remove(client)
-        _latest.append(client)
-        first = client not in _watched
-        _watched.add(client)
-    if first:
-        client.on_logout(unregister)
-
-
-def unregister(client: Client) -> None:
-    with _lock:
-        if _by_server.get(client.url) is client:
-            del _by_server[client.url]
-        if client in _latest:
-            _latest.remove(client)
-        _watched.discard(client)
+register = registry.register
+unregister = registry.unregister
 
 
 def _kernel_shell() -> Any:

@@ -283,7 +283,7 @@ class TestServerExtension:
 @pytest.fixture
 def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The panel makes its Clients with a short timeout, so a slow Speckle is a timeout within the test."""
-    monkeypatch.setattr("speckle_nb_auth.panel._widget.Client", functools.partial(Client, timeout=KERNEL_TIMEOUT))
+    monkeypatch.setattr("speckle_nb_auth._session.Client", functools.partial(Client, timeout=KERNEL_TIMEOUT))
 
 
 @pytest.mark.parametrize("kind", KINDS)

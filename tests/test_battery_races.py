@@ -157,7 +157,8 @@ async def test_a_claim_racing_expiry_succeeds_once_or_finds_the_flow_expired_nev
     assert len(won) <= 1
     assert bool(won) != bool(expired_seen), (len(won), len(expired_seen))
     for reply in replies:
-        assert set(reply.json()) <= {"status", "message", "error", "server_url", "token", "refresh_token", "app_id"}
+        assert set(reply.json()) <= {"status", "message", "error", "server_url", "token", "refresh_token", "app_id",
+                                   "paste", "app"}
         assert reply.json().get("message") is not None or reply.status_code == 200
     if won:
         token = won[0].json()["token"]
@@ -256,7 +257,7 @@ def made_clients(monkeypatch: pytest.MonkeyPatch) -> list[Client]:
             made.append(client)
         return client
 
-    monkeypatch.setattr("speckle_nb_auth.panel._widget.Client", make)
+    monkeypatch.setattr("speckle_nb_auth._session.Client", make)
     return made
 
 
@@ -294,7 +295,7 @@ def test_a_call_in_flight_when_the_panel_signs_in_again_completes(
 ) -> None:
     """A cell's call is on its way when a message from the panel (another thread) replaces the sign-in: the
     call completes as it began; only calls made after the replacement are refused (NotSignedIn)."""
-    monkeypatch.setattr("speckle_nb_auth.panel._widget.Client", functools.partial(Client, timeout=3.0))
+    monkeypatch.setattr("speckle_nb_auth._session.Client", functools.partial(Client, timeout=3.0))
     users = emulator.credentials["users"]
     panel = panels()
     deliver(panel, {"type": "pat", "server": emulator.url, "token": users[0]["pat"]})

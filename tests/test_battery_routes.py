@@ -391,7 +391,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr("speckle_nb_auth.panel._widget.Client", functools.partial(Client, timeout=2.0))
+    monkeypatch.setattr("speckle_nb_auth._session.Client", functools.partial(Client, timeout=2.0))
 
 
 @settings(max_examples=120, **SETTINGS)

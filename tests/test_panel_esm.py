@@ -188,7 +188,12 @@ def open_panel(browser, jupyter):
 
 
 def sent(page) -> list[dict]:
-    return page.evaluate("window.model.sent")
+    """What the module sent the kernel; a "ready" carries its page's id, which varies."""
+    messages = page.evaluate("window.model.sent")
+    for message in messages:
+        if message.get("type") == "ready":
+            assert isinstance(message.pop("view"), str)
+    return messages
 
 
 def test_pat_is_sent_once_and_cleared(open_panel, jupyter):
@@ -214,7 +219,11 @@ def test_log_in_with_speckle_polls_claims_and_hands_over(open_panel, jupyter):
     login = jupyter.logins[0]
     assert login["server"] == "https://emu.example" and len(login["flow"]) == 32
     assert login["_xsrf"] == XSRF  # the login route changes state: it takes Jupyter's XSRF token
-    assert page.is_visible(".snb-cancel") and page.is_hidden(".snb-open-link")
+    # the sign-in page stays one click away (a closed tab can be reopened), with the time left
+    assert page.is_visible(".snb-cancel") and page.is_visible(".snb-open-link")
+    assert page.text_content(".snb-open-link") == "Open the Speckle sign-in page again"
+    assert page.text_content(".snb-left").endswith(" left")
+    assert page.evaluate("document.activeElement.className") == "snb-cancel"  # the keyboard stays in the panel
     assert page.get_attribute(".snb-login", "disabled") is not None
     jupyter.flows[login["flow"]] = "done"
     page.wait_for_function("window.model.sent.some((m) => m.type === 'oauth')", timeout=5000)

@@ -46,7 +46,7 @@ def test_a_good_configuration_reads_without_problems() -> None:
 def test_a_server_never_shows_its_secret() -> None:
     server = SpeckleServer(LOCAL, "Local", APP["app_id"], APP["app_secret"])
     assert APP["app_secret"] not in repr(server)
-    assert server.public() == {"url": LOCAL, "name": "Local", "oauth": True}
+    assert server.public() == {"url": LOCAL, "name": "Local", "oauth": True, "app": "registered"}
 
 
 def test_the_secret_can_come_from_a_named_environment_variable() -> None:

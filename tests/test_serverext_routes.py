@@ -75,6 +75,7 @@ def extension_config(
         "servers": [{"url": emulator.url, "name": "Emulator", **app}, {"url": PAT_ONLY, "name": "PAT only"}],
         "redirect_uri": callback_url,
         "challenge_method": challenge_method,
+        "public_app": False,  # a server without an app takes tokens only (test_serverext_public_app.py: the rest)
     }
 
 
@@ -288,9 +289,10 @@ async def test_status_lists_the_servers_and_never_a_secret(browser: Browser, emu
     assert reply.status_code == 200
     assert reply.json() == {
         "version": speckle_nb_auth.__version__,
+        "mailbox": True,
         "servers": [
-            {"url": emulator.url, "name": "Emulator", "oauth": True},
-            {"url": PAT_ONLY, "name": "PAT only", "oauth": False},
+            {"url": emulator.url, "name": "Emulator", "oauth": True, "app": "registered"},
+            {"url": PAT_ONLY, "name": "PAT only", "oauth": False, "app": None},
         ],
         "default_server": emulator.url,
     }
@@ -318,7 +320,8 @@ async def test_the_whole_login_hands_a_working_token_over_once(
     first = await browser.get(f"speckle-auth/flows/{FLOW}")
     assert first.json()["status"] == "superseded"
     second = await browser.get(f"speckle-auth/flows/{FLOW2}")
-    assert second.json() == {"status": "pending", "message": ""}
+    assert second.json() == {"status": "pending", "message": "", "paste": False,
+                             "app": emulator.credentials["app_id"]}
 
     # When: the user authorizes on Speckle and comes back
     redirect = await consent(emulator, app_id, challenge)
@@ -330,7 +333,8 @@ async def test_the_whole_login_hands_a_working_token_over_once(
     assert ada["name"] in page.text and "close this tab" in page.text
     assert script_message(page) == {"type": "speckle-auth", "flow": FLOW2, "status": "done"}
     status = await browser.get(f"speckle-auth/flows/{FLOW2}")
-    assert status.json() == {"status": "done", "message": f"Signed in to Speckle as {ada['name']}."}
+    assert status.json() == {"status": "done", "message": f"Signed in to Speckle as {ada['name']}.", "paste": False,
+                             "app": emulator.credentials["app_id"]}
     assert emulator.requests_seen("/auth/token") == 1
 
     # When: the panel claims the token
@@ -881,7 +885,7 @@ class TestRedirectUriWithQuery:
         # Jupyter serves, the extension too, and OAuth is off for the app with a page saying why
         assert (await jp_fetch("api", "status")).code == 200
         status = (await browser.get("speckle-auth/status")).json()
-        assert status["servers"][0] == {"url": emulator.url, "name": "Emulator", "oauth": False}
+        assert status["servers"][0] == {"url": emulator.url, "name": "Emulator", "oauth": False, "app": None}
         reply = await browser.get("speckle-auth/login", server=emulator.url, flow=FLOW)
         assert reply.status_code == 500 and "contains &#x27;?&#x27;" in reply.text
 
@@ -911,7 +915,8 @@ class TestBrokenServerEntries:
         assert "not a dict" in errors and "default_server" in errors and "challenge_method" in errors
         assert "flow_lifetime" in errors
         assert (await browser.get("speckle-auth/status")).json()["servers"] == [
-            {"url": emulator.url, "name": emulator.url.removeprefix("http://"), "oauth": False}
+            {"url": emulator.url, "name": emulator.url.removeprefix("http://"), "oauth": False,
+             "app": None}
         ]
         reply = await browser.get("speckle-auth/login", server=emulator.url, flow=FLOW)
         assert reply.status_code == 500 and "no app_secret" in reply.text
@@ -954,7 +959,7 @@ class TestEnvironment:
         assert ext.callback_uri() == callback_url
         status = (await browser.get("speckle-auth/status")).json()
         name = emulator.url.removeprefix("http://")
-        assert status["servers"] == [{"url": emulator.url, "name": name, "oauth": True}]
+        assert status["servers"] == [{"url": emulator.url, "name": name, "oauth": True, "app": "registered"}]
         assert (await log_in_fully(browser, emulator)).status_code == 200
 
     async def test_kernels_never_inherit_the_secret(self, browser: Browser, emulator: Emulator) -> None:

@@ -2,18 +2,25 @@
 
 Browser -> kernel (`model.send({type, ...})`, delivered to `on_msg` as `(widget, content, buffers)`):
 
-    ready                                       a view of the panel is shown in a browser
+    ready           {view}                      a view of the panel is shown in a browser (`view`: its id)
     pat             {server, token}             sign in with a personal access token
     oauth           {server_url, token, refresh_token, app_id}   the pair claimed from the server extension
     desktop         {index}                     sign in with the desktop account listed at `index`
     logout                                      log out (revoke, forget, remove the variable)
     cancel                                      the person gave up waiting for "Log in with Speckle"
+    flow            {flow, server}              a login tab was opened: the kernel follows and claims it
+    flow_done       {flow}                      the result page said that login ended: look now
     refreshed       {id, token, refresh_token}  the answer to a kernel `refresh` request
     refresh_failed  {id, message}               the same, when the extension could not refresh
 
 Kernel -> browser (`widget.send`):
 
-    refresh         {id, server_url, refresh_token}   please renew through the extension's refresh route
+    refresh         {id, server_url, refresh_token, view?}   please renew through the extension's refresh
+                                                      route (only the view named, when one is)
+    flow_ended      {flow}                      the login the kernel followed ended without a sign-in
+
+Through the extension's mailbox (when the panel has one) the browser's messages also carry `panel`, the
+panel's id, so the session hands each to its panel.
 
 Unknown types and content that is not an object are ignored; a known type with bad fields raises `BadMessage`,
 whose message is safe to show (it never quotes a token).
@@ -32,6 +39,8 @@ __all__ = [
     "BadMessage",
     "Cancel",
     "Desktop",
+    "FlowDone",
+    "FlowStarted",
     "Logout",
     "OAuth",
     "Pat",
@@ -47,6 +56,8 @@ MAX_URL = 2048
 MAX_TEXT = 300
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_FLOW_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_SPECKLE_TOKEN = re.compile(r"[0-9a-f]{42}")
 _SECRETISH = re.compile(r"[A-Za-z0-9_-]{24,}")
 _EXAMPLE = "enter one such as https://app.speckle.systems"
 
@@ -59,7 +70,7 @@ _APP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 @dataclass(frozen=True)
 class Ready:
-    pass
+    view: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,17 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class FlowStarted:
+    flow: str
+    server: str
+
+
+@dataclass(frozen=True)
+class FlowDone:
+    flow: str
+
+
+@dataclass(frozen=True)
 class Refreshed:
     id: str
     pair: TokenPair = field(repr=False)
@@ -102,7 +124,7 @@ class RefreshFailed:
     message: str
 
 
-Message = Ready | Pat | OAuth | Desktop | Logout | Cancel | Refreshed | RefreshFailed
+Message = Ready | Pat | OAuth | Desktop | Logout | Cancel | FlowStarted | FlowDone | Refreshed | RefreshFailed
 
 
 def parse(content: Any) -> Message | None:
@@ -111,10 +133,17 @@ def parse(content: Any) -> Message | None:
         return None
     kind = content.get("type")
     if kind == "ready":
-        return Ready()
+        view = content.get("view")
+        return Ready(view if isinstance(view, str) and _REQUEST_ID.match(view) else None)
     if kind == "pat":
         server = _server(content.get("server"), optional=True)
-        return Pat(server, _token(content.get("token"), "personal access token"))
+        token = _token(content.get("token"), "personal access token")
+        if not _SPECKLE_TOKEN.fullmatch(token):
+            raise BadMessage(
+                "That is not a Speckle token: Speckle tokens are 42 characters of 0-9 and a-f. Copy the whole "
+                "token from the page that showed it once, or make a new one."
+            )
+        return Pat(server, token)
     if kind == "oauth":
         server = _server(content.get("server_url"))
         assert server is not None
@@ -132,6 +161,12 @@ def parse(content: Any) -> Message | None:
         return Logout()
     if kind == "cancel":
         return Cancel()
+    if kind == "flow":
+        server = _server(content.get("server"))
+        assert server is not None
+        return FlowStarted(_flow_id(content.get("flow")), server)
+    if kind == "flow_done":
+        return FlowDone(_flow_id(content.get("flow")))
     if kind == "refreshed":
         rid = _request_id(content.get("id"))
         token = _token(content.get("token"), "renewed token")
@@ -179,6 +214,12 @@ def _optional_token(value: Any) -> str | None:
 def _request_id(value: Any) -> str:
     if not isinstance(value, str) or not _REQUEST_ID.match(value):
         raise BadMessage("The panel answered a request the kernel did not make.")
+    return value
+
+
+def _flow_id(value: Any) -> str:
+    if not isinstance(value, str) or not _FLOW_ID.match(value):
+        raise BadMessage("The panel named a login that does not exist: log in again.")
     return value
 
 

@@ -1,11 +1,14 @@
 // Speckle login panel, browser half. It talks to the Jupyter server extension (speckle-auth/*) and hands tokens
-// to the kernel as one-shot messages (model.send): a token never enters the synced state.
+// to the kernel as one-shot messages: a token never enters the synced state. With a mailbox (the kernel reads
+// the extension's mailbox from a thread), messages go there, so they reach a kernel whose cell is running;
+// else over the comm (model.send), which a busy kernel reads only after the cell.
 const ENDED = {
   denied: "You chose not to give access: nothing changed.",
   expired: "The sign-in expired: try again.",
   failed: "The sign-in failed: try again.",
   superseded: "A newer sign-in started in this browser replaced this one.",
 };
+const STALE = "This panel's kernel restarted or stopped, so it no longer shows the sign-in: run its cell again.";
 
 function baseUrl() {
   try {
@@ -38,12 +41,24 @@ const extension = () => (statusOnce ??= (baseUrl() === null ? Promise.resolve(nu
     r?.ok && Array.isArray(r.data.servers) ? r.data : null), () => null)
   .then((status) => status || ((statusOnce = undefined), null)));
 
-function randomId() { // no crypto.randomUUID: it exists only in secure contexts
-  const bytes = crypto.getRandomValues(new Uint8Array(24)); // 32 base64url characters
+function randomId(n = 24) { // no crypto.randomUUID: it exists only in secure contexts
+  const bytes = crypto.getRandomValues(new Uint8Array(n)); // 4n/3 base64url characters
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
 }
 
+// To the kernel: through the mailbox when the panel has one (and it takes the message), else over the comm.
+async function tell(model, message) {
+  const box = model.get("mailbox");
+  if (box && (await extension())) {
+    try {
+      if ((await api("mailbox/" + box, { ...message, panel: model.get("panel_id") })).ok) return;
+    } catch {}
+  }
+  model.send(message);
+}
+
 const host = (url) => (url || "").trim().replace(/^\w+:\/\//, "").replace(/\/+$/, "").toLowerCase();
+const origin = (url) => (/^https?:\/\//i.test(url) ? url : "https://" + url).replace(/\/+$/, "");
 
 const h = (tag, props, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
@@ -51,10 +66,24 @@ const h = (tag, props, ...children) => {
   return node;
 };
 
-// Once per model: renew a sign-in through the extension when the kernel asks.
+// Text with its web addresses made into links (text nodes only: nothing from the model becomes markup).
+function linked(text) {
+  return String(text || "").split(/(https?:\/\/[^\s<>"]+[^\s<>".,:;!?)])/g).map((part, i) => (i % 2
+    ? h("a", { href: part, target: "_blank", rel: "noopener noreferrer", textContent: part }) : part));
+}
+
+const left = (deadline) => {
+  const s = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+};
+
+// This page's id: a renewal names the one page to ask, so two tabs of one notebook do not both renew.
+const PAGE = randomId(12);
+
+// Once per model and page: renewals the kernel asks of this page.
 function initialize({ model }) {
   const onMessage = async (msg) => {
-    if (msg?.type !== "refresh") return;
+    if (msg?.type !== "refresh" || (msg.view && msg.view !== PAGE)) return;
     let reply = { type: "refresh_failed", id: msg.id, message: "No Jupyter server extension here to renew the sign-in: log in again." };
     try {
       const r = (await extension()) && (await api("refresh", { server_url: msg.server_url, refresh_token: msg.refresh_token }));
@@ -76,6 +105,9 @@ function render({ model, el }) {
   let flow = null; // the "Log in with Speckle" attempt being waited for
   let note = ["", false]; // the browser half's own [text, isError], until the kernel says something new
   let shownAccounts = "";
+  let stale = false;
+  let wasSignedIn = get("status") === "signed_in";
+  let focusOnSignIn = false; // a sign-in started here: once it lands, the keyboard goes to "Log out"
   const say = (text, isError = false) => ((note = [text, isError]), update());
 
   // Static markup only: everything that comes from the model is set with textContent below.
@@ -86,52 +118,73 @@ function render({ model, el }) {
       <datalist id="${id}-l"></datalist><button type="button" class="snb-login">Log in with Speckle</button></div>
     <p class="snb-noext">Log in with Speckle needs this package's Jupyter server extension, which does not run
       here: use a personal access token, a desktop account or SPECKLE_TOKEN.</p>
-    <div class="snb-waiting snb-row"><span class="snb-progress"></span>
-      <a class="snb-open-link" target="_blank" rel="noopener">Open the Speckle sign-in page</a>
-      <button type="button" class="snb-cancel">Cancel</button></div>
+    <p class="snb-nooauth"></p>
+    <div class="snb-waiting snb-row"><a class="snb-open-link" target="_blank" rel="noopener">Open the Speckle sign-in page</a>
+      <span class="snb-left"></span><button type="button" class="snb-cancel">Cancel</button></div>
     <details class="snb-pat-box"><summary>Use a personal access token</summary>
       <form class="snb-pat snb-row"><label for="${id}-p">Token</label>
         <input id="${id}-p" class="snb-pat-input" type="password" autocomplete="off">
-        <button type="submit" class="snb-pat-submit">Sign in with token</button></form></details>
+        <button type="submit" class="snb-pat-submit">Sign in with token</button>
+        <a class="snb-make-token" target="_blank" rel="noopener noreferrer">Create a token</a></form></details>
     <div class="snb-desktop">Desktop accounts:
       <ul class="snb-desktop-list" aria-label="Speckle desktop accounts"></ul></div>
     <p class="snb-requested"></p>
   </div>
-  <div class="snb-in snb-row"><img class="snb-avatar" alt="">
+  <div class="snb-in"><div class="snb-row"><img class="snb-avatar" alt="">
     <div class="snb-who"><div><strong class="snb-user-name"></strong> <span class="snb-user-email"></span></div>
       <div>on <span class="snb-server-name"></span>, in this notebook as <code class="snb-variable"></code></div>
       <ul class="snb-scopes" aria-label="What this token may do"></ul></div>
     <button type="button" class="snb-logout">Log out</button></div>
-  <div class="snb-row"><input id="${id}-r" class="snb-remember" type="checkbox"><label for="${id}-r">Remember me</label></div>
+    <details class="snb-hint"><summary>Use this sign-in in a script</summary>
+      <p>Scripts and CI sign in without this panel: set <code>SPECKLE_TOKEN</code> to a personal access token
+        and <code class="snb-hint-server"></code>, then <code>speckle_nb_auth.login()</code> returns the client.</p></details></div>
+  <div class="snb-row snb-remember-row"><input id="${id}-r" class="snb-remember" type="checkbox"><label for="${id}-r">Remember me</label></div>
   <p class="snb-status" role="status" aria-live="polite"></p>
   <p class="snb-error" role="alert"></p>
 </div>`;
   const $ = (name) => el.querySelector(".snb-" + name);
-  const [server, servers, login, noExt, waiting, progress, link, pat, patSubmit, desktop, accounts, requested, signedOut,
-    signedIn, avatar, name, email, serverName, variable, scopes, logout, remember, status, error] = ["server", "panel datalist",
-    "login", "noext", "waiting", "progress", "open-link", "pat-input", "pat-submit", "desktop", "desktop-list", "requested",
-    "out", "in", "avatar", "user-name", "user-email", "server-name", "variable", "scopes", "logout", "remember", "status",
-    "error"].map($);
+  const [server, servers, login, noExt, noOAuth, waiting, timeLeft, link, patForm, pat, patSubmit, makeToken, desktop,
+    accounts, requested, signedOut, signedIn, avatar, name, email, serverName, variable, scopes, logout, hintServer,
+    rememberRow, remember, status, error, cancel] = ["server", "panel datalist", "login", "noext", "nooauth", "waiting",
+    "left", "open-link", "pat", "pat-input", "pat-submit", "make-token", "desktop", "desktop-list", "requested", "out",
+    "in", "avatar", "user-name", "user-email", "server-name", "variable", "scopes", "logout", "hint-server",
+    "remember-row", "remember", "status", "error", "cancel"].map($);
   login.onclick = startLogin;
-  $("cancel").onclick = cancelLogin;
-  $("pat").onsubmit = submitPat;
-  logout.onclick = () => model.send({ type: "logout" });
+  cancel.onclick = cancelLogin;
+  patForm.onsubmit = submitPat;
+  // JupyterLab keeps Enter in a widget's form from submitting it: handle the key on the field itself
+  // (and keep the notebook's own Enter shortcut from taking the focus away)
+  pat.addEventListener("keydown", (event) => event.key === "Enter" && !event.isComposing
+    && (event.stopPropagation(), submitPat(event)));
+  logout.onclick = () => tell(model, { type: "logout" });
   remember.onchange = () => (model.set("remember", remember.checked), model.save_changes());
 
-  const chosen = () => ext?.servers.find((s) => s.oauth && host(s.url) === host(server.value));
+  const typed = () => ext?.servers.find((s) => host(s.url) === host(server.value));
+  const chosen = () => (typed()?.oauth ? typed() : undefined);
+  const tokenPage = () => origin(server.value.trim() || get("server_url") || ext?.default_server || "app.speckle.systems") + "/settings";
 
   function update() {
     const busy = get("busy");
-    signedOut.hidden = get("status") === "signed_in";
-    signedIn.hidden = !signedOut.hidden;
+    const signed = get("status") === "signed_in";
+    signedOut.hidden = signed || stale;
+    signedIn.hidden = !signed || stale;
+    rememberRow.hidden = stale;
     login.hidden = ext === null;
     noExt.hidden = ext !== null;
     login.disabled = busy || !!flow || !chosen();
+    const pick = typed();
+    noOAuth.hidden = !(ext && server.value.trim() && !chosen());
+    noOAuth.textContent = pick
+      ? `This Jupyter server has no Speckle app for ${pick.name || pick.url}, so it takes personal access tokens only.`
+      : "This Jupyter server is not set up to log in to that server with Speckle: use a personal access token.";
     waiting.hidden = !flow;
+    if (flow) timeLeft.textContent = `${left(flow.deadline)} left`;
+    makeToken.href = tokenPage();
     name.textContent = get("user_name");
     email.textContent = get("user_email") && `<${get("user_email")}>`;
     serverName.textContent = get("server_name") || get("server_url");
     variable.textContent = get("variable");
+    hintServer.textContent = `SPECKLE_SERVER=${get("server_url")}`;
     const src = get("user_avatar");
     avatar.hidden = !/^(data:image\/|https?:)/i.test(src);
     if (!avatar.hidden && avatar.getAttribute("src") !== src) avatar.src = src;
@@ -146,15 +199,21 @@ function render({ model, el }) {
       shownAccounts = JSON.stringify(listed);
       accounts.replaceChildren(...listed.map((a, index) => h("li", {}, h("button", {
         type: "button", className: "snb-desktop-account", textContent: a.label, ariaLabel: "Sign in as " + a.label,
-        onclick: () => (model.send({ type: "desktop", index }), say("Checking the desktop account…")),
+        onclick: () => ((focusOnSignIn = true), tell(model, { type: "desktop", index }), say("Checking the desktop account…")),
       }))));
     }
-    requested.hidden = !get("requested_scopes").length;
-    requested.textContent = "This notebook asks for: " + get("requested_scopes").join(", ");
+    const asked = get("requested_scopes");
+    requested.hidden = !asked.length;
+    requested.textContent = `This notebook asks for the scope${asked.length === 1 ? "" : "s"}: ${asked.join(", ")}`;
     for (const b of [logout, patSubmit, ...accounts.querySelectorAll("button")]) b.disabled = busy;
     remember.checked = get("remember");
-    status.textContent = busy ? "Checking the sign-in…" : flow ? progress.textContent : (!note[1] && note[0]) || get("message");
-    error.textContent = (note[1] && note[0]) || get("error");
+    const until = get("waiting_until") * 1000;
+    const kernelWaits = !signed && until > Date.now()
+      ? ` login() waits for you to sign in until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}; the next cells run once you have.` : "";
+    status.textContent = stale ? "" : busy ? "Checking the sign-in…"
+      : flow ? (flow.tab ? "Waiting for you to sign in with Speckle in the new tab…" : "The browser blocked the sign-in tab: open it with the link.") + kernelWaits
+      : ((!note[1] && note[0]) || get("message")) + kernelWaits;
+    error.replaceChildren(...linked(stale ? STALE : (note[1] && note[0]) || get("error")));
     error.hidden = !error.textContent;
   }
 
@@ -162,25 +221,33 @@ function render({ model, el }) {
     const conf = chosen();
     if (!conf) return say("Log in with Speckle is not set up for this server: use a personal access token.", true);
     stopFlow();
-    const f = { id: randomId(), deadline: Date.now() + 11 * 60e3 };
+    const f = { id: randomId(), deadline: Date.now() + 10 * 60e3, mailbox: !!get("mailbox") };
     const url = baseUrl() + "speckle-auth/login?server=" + encodeURIComponent(conf.url) + "&flow=" + f.id
       + "&_xsrf=" + encodeURIComponent(xsrf()); // the login route changes state: it refuses other sites
-    let tab = null;
     try { // opened in the click itself, or popup blockers stop it
-      tab = window.open(url, "_blank");
-      if (tab) tab.opener = null; // Speckle's pages must never reach back into this tab
+      f.tab = window.open(url, "_blank");
+      if (f.tab) f.tab.opener = null; // Speckle's pages must never reach back into this tab
     } catch {}
     link.href = url;
-    link.hidden = !!tab;
-    progress.textContent = tab ? "Waiting for you to sign in with Speckle in the new tab…" : "The browser blocked the sign-in tab: open it with the link.";
+    link.textContent = f.tab ? "Open the Speckle sign-in page again" : "Open the Speckle sign-in page";
     try { // the result page (same origin) tells us at once; polling is the fallback that always works
       f.channel = new BroadcastChannel("speckle-nb-auth");
       f.channel.onmessage = ({ data: m }) => m?.type !== "speckle-auth" || m.flow !== f.id ? null
-        : m.status === "failed" && m.message ? (stopFlow(f), say(String(m.message), true)) : poll(f);
+        : m.status === "failed" && m.message ? (stopFlow(f), say(String(m.message), true))
+        : f.mailbox ? tell(model, { type: "flow_done", flow: f.id }) : poll(f);
     } catch {}
-    f.timer = setInterval(() => poll(f), 1000);
+    // with a mailbox the kernel follows and claims the login itself; this view only counts down
+    if (f.mailbox) tell(model, { type: "flow", flow: f.id, server: conf.url });
+    f.timer = setInterval(() => (f.mailbox ? tick(f) : poll(f)), 1000);
     flow = f;
+    focusOnSignIn = true;
     say("");
+    cancel.focus();
+  }
+
+  function tick(f) {
+    if (Date.now() > f.deadline) return stopFlow(f), say(ENDED.expired, true);
+    update();
   }
 
   function stopFlow(f = flow) {
@@ -193,7 +260,7 @@ function render({ model, el }) {
 
   function cancelLogin() {
     stopFlow();
-    model.send({ type: "cancel" });
+    tell(model, { type: "cancel" });
     say("Sign-in cancelled.");
     login.focus();
   }
@@ -202,6 +269,7 @@ function render({ model, el }) {
     if (f.stopped || f.busy) return;
     if (Date.now() > f.deadline) return stopFlow(f), say(ENDED.expired, true);
     f.busy = true;
+    update();
     try {
       const r = await api("flows/" + f.id);
       const state = r.ok ? r.data.status : r.status === 404 ? "pending" : "failed"; // 404: the tab has not started it yet
@@ -227,17 +295,30 @@ function render({ model, el }) {
     const token = pat.value; // read on submit, cleared at once
     pat.value = "";
     if (!token.trim()) return say("Paste a personal access token first.", true);
-    model.send({ type: "pat", server: server.value.trim(), token });
+    tell(model, { type: "pat", server: server.value.trim(), token });
+    focusOnSignIn = true;
     say("Checking the token…");
   }
 
-  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes".split(" ");
+  const onKernelMessage = (msg) => {
+    if (msg?.type === "flow_ended" && flow && msg.flow === flow.id) stopFlow(), update(), login.focus();
+  };
+  const onStale = () => ((stale = true), stopFlow(), update());
+  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until".split(" ");
   const onChange = () => {
-    if (get("status") === "signed_in") stopFlow(); // signed in some other way meanwhile
+    const signed = get("status") === "signed_in";
+    if (signed) stopFlow(); // signed in, here or some other way meanwhile
     note = ["", false];
     update();
+    // keep the keyboard in the panel; after the frontend's own focus handling of the field that just hid
+    if (signed && !wasSignedIn && focusOnSignIn) setTimeout(() => logout.focus(), 0);
+    if (signed || get("error")) focusOnSignIn = false;
+    wasSignedIn = signed;
   };
   for (const key of keys) model.on("change:" + key, onChange);
+  model.on("msg:custom", onKernelMessage);
+  model.on("comm_live_update", onStale); // the widget manager lost the kernel: restarted or gone
+  model.on("comm:close", onStale);
   server.addEventListener("input", update);
   server.value = get("server_url");
   extension().then((status) => {
@@ -249,10 +330,15 @@ function render({ model, el }) {
     update();
   });
   update();
-  model.send({ type: "ready" });
+  const ready = { type: "ready", view: PAGE };
+  model.send(ready);
+  if (get("mailbox")) tell(model, ready); // a kernel waiting in login() hears only the mailbox
   return () => {
     stopFlow();
     for (const key of keys) model.off("change:" + key, onChange);
+    model.off("msg:custom", onKernelMessage);
+    model.off("comm_live_update", onStale);
+    model.off("comm:close", onStale);
   };
 }
 

@@ -29,6 +29,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Int, List, Unicode, default
 
+from .._credentials import DEFAULT_SERVER
 from .._protocol import ChallengeMethod
 from .._transport import DEFAULT_TIMEOUT
 from .._version import __version__
@@ -54,7 +55,7 @@ class SpeckleAuthApp(ExtensionApp):
 
     # Set once the settings are made: a start that failed before then has nothing to check or close.
     http_client: httpx.AsyncClient | None = None
-    _redirect_check: asyncio.Task[None] | None = None
+    _redirect_check: asyncio.Future[Any] | None = None
 
     # Not List(Dict()): a wrong entry is reported and skipped, instead of failing the whole extension.
     servers: List[Any] = List(
@@ -64,6 +65,16 @@ class SpeckleAuthApp(ExtensionApp):
         variable that holds it ("app_secret", the secret itself, works too, but Jupyter prints its
         configuration in its debug log). A server without an app offers personal access tokens only.
         Defaults to the one server in SPECKLE_SERVER (with SPECKLE_APP_ID and SPECKLE_APP_SECRET), if set.""",
+    ).tag(config=True)
+
+    public_app = Bool(
+        True,
+        help="""Let "Log in with Speckle" work on servers without a registered app, through Speckle's public
+        connector app ("sca", the one Speckle's desktop connectors use; its tokens can also write projects
+        and invite users). Its sign-in comes back to a loopback address, where this server listens when the
+        browser runs on this machine; elsewhere the panel asks for the address the sign-in tab ended on.
+        Set False to offer only registered apps and personal access tokens. Without any `servers`, it makes
+        app.speckle.systems the one server.""",
     ).tag(config=True)
 
     default_server = Unicode(
@@ -143,8 +154,9 @@ class SpeckleAuthApp(ExtensionApp):
             problems.append(f"SpeckleAuthApp.flow_lifetime must be positive, not {lifetime}: using 600.")
             lifetime = 600.0
         redirect_problem = redirect_uri_problem(self.callback_uri())
+        entries = self.servers or ([{"url": DEFAULT_SERVER, "name": "Speckle"}] if self.public_app else [])
         servers, server_problems = read_servers(
-            self.servers, allow_http=self.allow_http, redirect_problem=redirect_problem
+            entries, allow_http=self.allow_http, redirect_problem=redirect_problem, public_app=self.public_app
         )
         problems += server_problems
         self._hide_secrets_from_kernels()
@@ -224,14 +236,18 @@ class SpeckleAuthApp(ExtensionApp):
         if self.http_client is None:
             return  # its configuration failed, which Jupyter has logged
         # in the background: start-up never waits for a Speckle server, and the check never raises
-        self._redirect_check = asyncio.ensure_future(
-            check_redirect_uris(self.http_client, self.logins.servers, self.callback_uri(), self.log)
-        )
+        self._redirect_check = asyncio.ensure_future(asyncio.gather(
+            check_redirect_uris(self.http_client, self.logins.servers, self.callback_uri(), self.log),
+            self.logins.learn_public_scopes(),
+        ))
 
     async def stop_extension(self) -> None:
         # Never raises: Jupyter stops its event loop only after every extension has stopped, so an error here
         # would leave the server running and deaf to SIGTERM.
         if self._redirect_check is not None:
             self._redirect_check.cancel()
+        logins = getattr(self, "logins", None)
+        if logins is not None:
+            logins.close_receivers()
         if self.http_client is not None:
             await self.http_client.aclose()

@@ -29,10 +29,21 @@ class SpeckleServer:
     app_id: str | None = None
     app_secret: str | None = field(default=None, repr=False)
     problem: str | None = None  # why OAuth is off although an app was configured
+    public_app: bool = False  # without a registered app, log in with Speckle's public connector app
 
     @property
     def oauth(self) -> bool:
+        """Logging in with a registered app works here."""
         return bool(self.app_id and self.app_secret and not self.problem)
+
+    @property
+    def login_app(self) -> str | None:
+        """How "Log in with Speckle" works for this server: "registered", "public", or None (tokens only)."""
+        if self.oauth:
+            return "registered"
+        if self.public_app and not self.problem:
+            return "public"
+        return None
 
     def app_credentials(self) -> tuple[str, str]:
         """The app's id and secret; only for a server with working OAuth."""
@@ -42,7 +53,7 @@ class SpeckleServer:
 
     def public(self) -> dict[str, Any]:
         """What the status route says about this server: never the app's id or secret."""
-        return {"url": self.url, "name": self.name, "oauth": self.oauth}
+        return {"url": self.url, "name": self.name, "oauth": self.login_app is not None, "app": self.login_app}
 
 
 def redirect_uri_problem(uri: str) -> str | None:
@@ -68,6 +79,7 @@ def read_servers(
     allow_http: bool = False,
     redirect_problem: str | None = None,
     environ: Mapping[str, str] = os.environ,
+    public_app: bool = False,
 ) -> tuple[list[SpeckleServer], list[str]]:
     """The usable servers and the problems found, one sentence each. `redirect_problem` turns OAuth off for
     every server with an app, since all of them send users back to that one URI. An entry's "app_secret_env"
@@ -112,7 +124,7 @@ def read_servers(
             problem = redirect_problem
         if problem:
             problems.append(f"{where} ({url}): OAuth login is off because {problem}.")
-        servers.append(SpeckleServer(url, str(name), app_id, app_secret, problem))
+        servers.append(SpeckleServer(url, str(name), app_id, app_secret, problem, public_app=public_app))
     return servers, problems
 
 

@@ -55,6 +55,8 @@ class Flow:
     user_name: str = ""
     tokens: TokenPair | None = field(default=None, repr=False)
     claimed: bool = False
+    app_id: str = ""  # the app whose code this flow exchanges: a registered one, or the public "sca"
+    paste: bool = False  # the code cannot come back here by itself: the panel asks for the page's address
 
 
 class FlowStore:
@@ -72,7 +74,14 @@ class FlowStore:
         return len(self._flows)
 
     def start(
-        self, flow_id: str, server_url: str, verifier: str, challenge: str, *, replaces: str | None = None
+        self,
+        flow_id: str,
+        server_url: str,
+        verifier: str,
+        challenge: str,
+        *,
+        replaces: str | None = None,
+        app_id: str = "",
     ) -> Flow:
         """A new pending flow. `replaces` is the flow the same browser started before (from its cookie): if
         that one is still pending, it is superseded, so one browser has one pending login at a time."""
@@ -88,7 +97,7 @@ class FlowStore:
                 previous.message = "A newer login was started in the same browser, so this one was cancelled."
         while len(self._flows) >= self.max_flows:
             self._flows.popitem(last=False)
-        flow = Flow(flow_id, server_url, verifier, challenge, created=self.clock())
+        flow = Flow(flow_id, server_url, verifier, challenge, created=self.clock(), app_id=app_id)
         self._flows[flow_id] = flow
         return flow
 

@@ -18,8 +18,10 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from .._errors import SpeckleAuthError
+from .._protocol import is_loopback_host
 from ._flows import is_flow_id
 from ._logins import Logins, Refused
+from ._mailbox import is_box_id
 from ._pages import PAGE_CSP, Page, error_status, flow_page, new_nonce, page_headers, problem_page, render
 
 __all__ = ["flow_cookie_name", "routes"]
@@ -87,14 +89,18 @@ class _PageHandler(_SpeckleAuthMixin, JupyterHandler):
 
 class LoginHandler(_PageHandler):
     @web.authenticated
-    def get(self) -> None:
+    async def get(self) -> None:
         # A GET that changes state (it supersedes this browser's pending login and sets its flow cookie):
         # another site must not be able to start one, so it carries `_xsrf` (or a same-origin Referer).
         self.check_xsrf_cookie()
         flow_id = self.get_query_argument("flow", None)
         server_url = self.get_query_argument("server", None)
+        result = f"{self.request.protocol}://{self.request.host}{url_path_join(self.base_url, PREFIX, 'result')}"
         try:
-            url = self.logins.start(server_url, flow_id, replaces=self.cookie_flow_id())
+            url = await self.logins.start(
+                server_url, flow_id, replaces=self.cookie_flow_id(), return_url=result,
+                browser_is_local=is_loopback_host(self.request.host_name),
+            )
         except Refused as refused:
             told = flow_id if is_flow_id(flow_id) else None  # lets the page tell the waiting panel
             self.show(Page(refused.status, refused.title, refused.message, told, "failed" if told else None))
@@ -169,7 +175,7 @@ class FlowHandler(_JsonHandler):
             return
         # the panel keeps waiting either way
         status = "pending" if flow.status == "exchanging" else flow.status
-        self.reply({"status": status, "message": flow.message})
+        self.reply({"status": status, "message": flow.message, "paste": flow.paste, "app": flow.app_id})
 
 
 class ClaimHandler(_JsonHandler):
@@ -186,9 +192,29 @@ class ClaimHandler(_JsonHandler):
                 self.refuse(404, "unknown_flow", "No token waits for this login (it was already collected).")
             return
         server_url, tokens = claimed
+        flow = self.logins.store.get(flow_id)
         # the app id lets the kernel learn the token's scopes (an app token holds its app's)
         self.reply({"server_url": server_url, "token": tokens.token, "refresh_token": tokens.refresh_token,
-                    "app_id": self.logins.app_id_of(server_url)})
+                    "app_id": (flow.app_id if flow is not None else "") or None})
+
+
+class PastedHandler(_JsonHandler):
+    """Paste-back: the panel sends the address the sign-in tab ended on, where no receiver could take it."""
+
+    @web.authenticated
+    async def post(self, flow_id: str) -> None:
+        if not self.valid_flow_id(flow_id):
+            return
+        try:
+            body = json.loads(self.request.body or b"null")  # not get_json_body: it logs what it cannot parse
+        except (ValueError, RecursionError):
+            body = None
+        try:
+            await self.logins.finish_pasted(flow_id, body.get("pasted") if isinstance(body, dict) else None)
+        except Refused as refused:
+            self.refuse(refused.status, refused.code, refused.message)
+            return
+        self.reply({"status": "done"})
 
 
 class RefreshHandler(_JsonHandler):
@@ -202,7 +228,7 @@ class RefreshHandler(_JsonHandler):
         if not isinstance(body, dict):
             body = {}
         try:
-            pair = await self.logins.refresh(body.get("server_url"), body.get("refresh_token"))
+            pair = await self.logins.refresh(body.get("server_url"), body.get("refresh_token"), body.get("app_id"))
         except Refused as refused:
             self.refuse(refused.status, refused.code, refused.message)
             return
@@ -210,6 +236,51 @@ class RefreshHandler(_JsonHandler):
             self.refuse(error_status(err.code), err.code, err.message)
             return
         self.reply({"token": pair.token, "refresh_token": pair.refresh_token})
+
+
+class MailboxHandler(_JsonHandler):
+    """The panel's browser half leaves messages here (POST); its kernel collects them (GET, a long poll), so
+    they reach a kernel whose cell is running."""
+
+    MAX_BODY = 16 * 1024
+    MAX_WAIT = 25.0
+
+    @web.authenticated
+    async def get(self, box_id: str) -> None:
+        if not self._valid_box(box_id):
+            return
+        try:
+            wait = min(max(float(self.get_query_argument("wait", "0")), 0.0), self.MAX_WAIT)
+        except ValueError:
+            wait = 0.0
+        messages = await self.logins.mailboxes.take(box_id, wait)
+        self.reply({"messages": messages})
+
+    @web.authenticated
+    def post(self, box_id: str) -> None:
+        if not self._valid_box(box_id):
+            return
+        body = None
+        if len(self.request.body or b"") <= self.MAX_BODY:
+            try:
+                # parsed here, not with get_json_body, which logs a body it cannot parse (a token, here)
+                body = json.loads(self.request.body or b"null")
+            except (ValueError, RecursionError):
+                body = None
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            self.refuse(400, "bad_message", "Send one JSON object with a \"type\" of at most 16 KiB.")
+            return
+        if not self.logins.mailboxes.post(box_id, body):
+            self.refuse(429, "mailbox_full", "The kernel is not collecting its messages: restart it, then "
+                        "run login() again.")
+            return
+        self.reply({"posted": True})
+
+    def _valid_box(self, box_id: str) -> bool:
+        if is_box_id(box_id):
+            return True
+        self.refuse(400, "bad_box_id", "A mailbox id is 24-64 characters of A-Z, a-z, 0-9, '_' and '-'.")
+        return False
 
 
 def routes() -> list[tuple[str, type[web.RequestHandler]]]:
@@ -221,5 +292,7 @@ def routes() -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"/{PREFIX}/result", ResultHandler),
         (rf"/{PREFIX}/flows/([^/]+)", FlowHandler),
         (rf"/{PREFIX}/flows/([^/]+)/claim", ClaimHandler),
+        (rf"/{PREFIX}/flows/([^/]+)/code", PastedHandler),
         (rf"/{PREFIX}/refresh", RefreshHandler),
+        (rf"/{PREFIX}/mailbox/([^/]+)", MailboxHandler),
     ]

@@ -7,6 +7,7 @@ event loop, and every failure arrives as a typed error (`_errors`) whose message
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -26,10 +27,13 @@ from .._protocol import (
     refresh,
     whoami,
 )
+from .._public_app import PUBLIC_APP_ID, PUBLIC_APP_SECRET, aconnector_app
+from .._receiver import LoopbackReceiver, PortBusy, Received, code_from_pasted
 from .._transport import acall
 from .._version import __version__
 from ._config import SpeckleServer, find_server
-from ._flows import FlowIdInUse, FlowStore, is_flow_id
+from ._flows import Flow, FlowIdInUse, FlowStore, is_flow_id
+from ._mailbox import Mailboxes
 
 __all__ = ["CallbackProblem", "Logins", "Refused", "check_redirect_uris"]
 
@@ -69,18 +73,40 @@ class Logins:
         self.challenge_method: ChallengeMethod = challenge_method
         self.allow_http = allow_http
         self.log = log
+        self.mailboxes = Mailboxes()
+        self.receivers: dict[str, LoopbackReceiver] = {}  # flow id -> the listener of a public-app login
+        self.public_scopes: dict[str, list[str]] = {}  # server URL -> the connector app's scopes, once known
 
     def status(self) -> dict[str, Any]:
         return {
             "version": __version__,
-            "servers": [server.public() for server in self.servers],
+            "mailbox": True,  # the panel may reach its kernel through `mailbox/<id>` while a cell runs
+            "servers": [self._public(server) for server in self.servers],
             "default_server": self.default_server.url if self.default_server else None,
         }
 
-    def start(self, server_url: str | None, flow_id: str | None, *, replaces: str | None) -> str:
+    def _public(self, server: SpeckleServer) -> dict[str, Any]:
+        shown = server.public()
+        if server.login_app == "public" and server.url in self.public_scopes:
+            shown["scopes"] = self.public_scopes[server.url]
+        return shown
+
+    async def start(
+        self,
+        server_url: str | None,
+        flow_id: str | None,
+        *,
+        replaces: str | None,
+        return_url: str = "",
+        browser_is_local: bool = True,
+    ) -> str:
         """Create the flow `flow_id` for a login to `server_url` (the default server when None) and return
         the address of Speckle's sign-in page to send the browser to. `replaces` is the flow named by the
-        browser's cookie, superseded if still pending."""
+        browser's cookie, superseded if still pending.
+
+        With the public connector app, Speckle sends the browser to a loopback address: a receiver listens
+        there when the browser runs on this machine (`browser_is_local`), and sends it on to `return_url`;
+        otherwise, or when the port is taken, the flow waits for the panel to paste the page's address."""
         if not is_flow_id(flow_id):
             raise Refused(
                 400,
@@ -90,11 +116,23 @@ class Logins:
             )
         assert flow_id is not None  # for type checkers: is_flow_id said so
         server = self._server(server_url)
-        app_id, _ = server.app_credentials()
+        public = server.login_app == "public"
+        redirect_url = ""
+        if public:
+            try:
+                app = await aconnector_app(server.url, http=self.client)
+            except SpeckleAuthError as err:
+                raise Refused(502, err.code, "Speckle's connector app is not available", err.message) from None
+            self.public_scopes[server.url] = list(app.scopes)
+            app_id, redirect_url = PUBLIC_APP_ID, app.redirect_url
+        else:
+            app_id, _ = server.app_credentials()
         verifier = make_verifier()
-        challenge = challenge_for(verifier, self.challenge_method)
+        # Speckle compares the challenge as plain text; a public app's secret is public, so this one
+        # verifier, kept here, is what makes an intercepted code worthless
+        challenge = challenge_for(verifier, "plain" if public else self.challenge_method)
         try:
-            self.store.start(flow_id, server.url, verifier, challenge, replaces=replaces)
+            flow = self.store.start(flow_id, server.url, verifier, challenge, replaces=replaces, app_id=app_id)
         except FlowIdInUse:
             raise Refused(
                 409,
@@ -102,8 +140,90 @@ class Logins:
                 "Login link already used",
                 "This login link was already used to start a login; each link starts one login only.",
             ) from None
+        if public:
+            self._listen(flow, redirect_url, return_url, browser_is_local)
         self.log.debug("Speckle login %s started for %s", flow_id, server.url)
         return authorize_url(server.url, app_id, challenge)
+
+    def _listen(self, flow: Flow, redirect_url: str, return_url: str, browser_is_local: bool) -> None:
+        """Run the loopback receiver for a public-app flow (one at a time: the port is one)."""
+        self.close_receivers()
+        if not browser_is_local:
+            flow.paste = True
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_result(received: Received) -> None:  # the receiver's thread
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._received(flow.id, received)))
+
+        receiver = LoopbackReceiver(redirect_url, lifetime=self.store.lifetime, return_url=return_url or None,
+                                    on_result=on_result)
+        try:
+            receiver.start()
+        except PortBusy:
+            flow.paste = True
+            self.log.info("Speckle login %s: %s is in use, so the panel asks for the page's address",
+                          flow.id, redirect_url)
+            return
+        except SpeckleAuthError as err:  # a redirect URL no listener here can serve
+            flow.paste = True
+            self.log.warning("Speckle login %s: no loopback receiver (%s)", flow.id, err.message)
+            return
+        self.receivers[flow.id] = receiver
+
+    async def _received(self, flow_id: str, received: Received) -> None:
+        self.receivers.pop(flow_id, None)
+        if received.kind == "denied":
+            if self.store.deny(flow_id) is not None:
+                self.log.info("Speckle login %s was declined", flow_id)
+        elif received.kind == "code" and received.code:
+            await self.finish_with_code(flow_id, received.code)
+
+    async def learn_public_scopes(self) -> None:
+        """Ask each public-app server for the connector app's scopes, so the panel can say before a sign-in
+        when they lack what a notebook needs. Never raises."""
+        for server in self.servers:
+            if server.login_app != "public":
+                continue
+            try:
+                app = await aconnector_app(server.url, http=self.client)
+            except Exception as err:  # noqa: BLE001 - a server down at start-up is told at login time
+                self.log.info("Could not ask %s about its connector app (%s)", server.url, type(err).__name__)
+                continue
+            self.public_scopes[server.url] = list(app.scopes)
+
+    def close_receivers(self) -> None:
+        receivers, self.receivers = self.receivers, {}
+        for receiver in receivers.values():
+            receiver.close()
+
+    async def finish_pasted(self, flow_id: str, pasted: Any) -> None:
+        """The panel pasted the address the sign-in tab ended on (or the code) for `flow_id`."""
+        if not isinstance(pasted, str):
+            raise Refused(400, "bad_request", "Bad request", 'Send a JSON body {"pasted": "..."}.')
+        try:
+            code = code_from_pasted(pasted)
+        except SpeckleAuthError as err:
+            raise Refused(400, err.code, "Not a sign-in address", err.message) from None
+        flow = self.store.get(flow_id)
+        if flow is None or flow.status != "pending":
+            raise Refused(409, "not_pending", "No sign-in waits for this",
+                          "This sign-in is no longer waiting for its code: log in again.")
+        receiver = self.receivers.pop(flow_id, None)
+        if receiver is not None:
+            receiver.close()  # the code came another way: nothing more to listen for
+        await self.finish_with_code(flow_id, code)
+        ended = self.store.get(flow_id)
+        if ended is not None and ended.status == "failed":
+            raise Refused(400, ended.error_code or "failed", "Sign-in failed", ended.message)
+
+    async def finish_with_code(self, flow_id: str, access_code: str) -> None:
+        """Exchange `access_code` for the pending flow `flow_id` (its verifier, its app)."""
+        flow = self.store.begin_exchange(flow_id)
+        if flow is None:
+            self.log.warning("A Speckle code came for login %s, not pending: nothing exchanged", flow_id)
+            return
+        await self._exchange(flow, access_code)
 
     async def finish(
         self, flow_id: str | None, access_code: str | None, denied: bool
@@ -126,9 +246,17 @@ class Logins:
         if flow is None:
             self.log.warning("A Speckle callback came for login %s, not pending: nothing exchanged", flow_id)
             return self._why_unchanged(flow_id)
+        await self._exchange(flow, access_code)
+        return None
+
+    async def _exchange(self, flow: Flow, access_code: str) -> None:
+        flow_id = flow.id
         tokens: TokenPair | None = None
         try:
-            app_id, app_secret = self._server(flow.server_url).app_credentials()
+            if flow.app_id == PUBLIC_APP_ID:
+                app_id, app_secret = PUBLIC_APP_ID, PUBLIC_APP_SECRET
+            else:
+                app_id, app_secret = self._server(flow.server_url).app_credentials()
             exchange = exchange_code(flow.server_url, app_id, app_secret, access_code, flow.verifier)
             tokens = await acall(self.client, exchange)
             # names the user on the result page, and keeps a token Speckle does not accept from the panel
@@ -142,10 +270,9 @@ class Logins:
         else:
             self.store.succeed(flow, tokens, me.user.name)
             self.log.info("Speckle login %s completed for %s", flow_id, flow.server_url)
-            return None
+            return
         if tokens is not None:  # issued, but nobody will ever hold it: take it back
             await self._revoke(flow.server_url, tokens)
-        return None
 
     async def _revoke(self, server_url: str, tokens: TokenPair) -> None:
         try:
@@ -160,7 +287,7 @@ class Logins:
             return None
         return "used"
 
-    async def refresh(self, server_url: Any, refresh_token: Any) -> TokenPair:
+    async def refresh(self, server_url: Any, refresh_token: Any, app_id: Any = None) -> TokenPair:
         if not isinstance(server_url, str) or not isinstance(refresh_token, str) or not refresh_token:
             raise Refused(
                 400,
@@ -169,13 +296,10 @@ class Logins:
                 'Send a JSON body {"server_url": "...", "refresh_token": "..."}.',
             )
         server = self._server(server_url)
-        app_id, app_secret = server.app_credentials()
-        return await acall(self.client, refresh(server.url, app_id, app_secret, refresh_token))
-
-    def app_id_of(self, server_url: str) -> str | None:
-        """The id of the app whose tokens this server's logins give (public: it is in every authorize URL)."""
-        server = find_server(self.servers, server_url, allow_http=self.allow_http)
-        return server.app_id if server is not None else None
+        if app_id == PUBLIC_APP_ID or server.login_app == "public":
+            return await acall(self.client, refresh(server.url, PUBLIC_APP_ID, PUBLIC_APP_SECRET, refresh_token))
+        registered_id, app_secret = server.app_credentials()
+        return await acall(self.client, refresh(server.url, registered_id, app_secret, refresh_token))
 
     def _server(self, server_url: str | None) -> SpeckleServer:
         """The configured server with a working app that `server_url` names, or `Refused` saying why not."""
@@ -199,7 +323,7 @@ class Logins:
                 f"Logging in to {server.url} is off because {server.problem}. Ask whoever runs this Jupyter "
                 "server to fix its configuration; meanwhile a personal access token works.",
             )
-        if not server.oauth:
+        if server.login_app is None:
             raise Refused(
                 400,
                 "no_app",

@@ -28,7 +28,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-LOGIN_CELL = "from speckle_nb_auth import login\nlogin()"
+LOGIN_CELL = "from speckle_nb_auth import login\nlogin(wait=False)"  # these tests drive the panel cell by cell
 NAME_CELL = "print(speckle.user.name)"
 EMAIL_CELL = "print(speckle.user.email)"
 EXISTS_CELL = "print('speckle' in globals())"
@@ -119,7 +119,9 @@ def test_log_in_with_speckle_in_a_new_tab(open_notebook: Any) -> None:
     tab = panel.click_login(session.context)  # fails if the popup blocker stopped the tab
     assert tab.evaluate("() => window.opener") is None, "the Speckle tab can reach back into the notebook tab"
     assert tab.url.startswith(stack.emulator.url + "/authn/verify/"), tab.url
-    expect(panel.blocked_link).to_be_hidden()  # the "your browser blocked the tab" fallback is not shown
+    # not the "your browser blocked the tab" fallback; the page stays one click away, to reopen a closed tab
+    expect(panel.blocked_link).to_have_text("Open the Speckle sign-in page again")
+    expect(panel.status).not_to_contain_text("blocked")
     expect(panel.cancel_button).to_be_visible()  # waiting, and it can be cancelled
     speckle_sign_in(tab, ada["email"], ada["password"], "Authorize")
 

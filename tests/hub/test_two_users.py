@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.hub
 
-LOGIN_CELL = "from speckle_nb_auth import login\nlogin()"
+LOGIN_CELL = "from speckle_nb_auth import login\nlogin(wait=False)"  # these tests drive the panel cell by cell
 EMAIL_CELL = "print(speckle.user.email)"
 EXISTS_CELL = "print('speckle' in globals())"
 

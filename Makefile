@@ -1,5 +1,5 @@
-# The two commands of the README's quick start, and the benchmarks.
-.PHONY: demo test bench
+# The two commands of the README's quick start, the benchmarks, and the extra runs of .ci/run.
+.PHONY: demo test bench ci-matrix
 
 demo:
 	scripts/bootstrap.sh demo
@@ -12,3 +12,9 @@ test:
 bench:
 	scripts/bootstrap.sh test
 	.venv/bin/python -m benchmarks
+
+# The fast suite on every Python 3.10-3.13 found, from the wheel built from the sdist, and at the lowest versions
+# pyproject.toml allows (scripts/ci-matrix.sh).
+ci-matrix:
+	scripts/bootstrap.sh test
+	scripts/ci-matrix.sh

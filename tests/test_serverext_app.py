@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import speckle_nb_auth
 from speckle_nb_auth.serverext import SpeckleAuthApp
+from speckle_nb_auth.serverext.__main__ import main as serverext_main
 
 # A server entry that cannot be read: the extension fails while it makes its settings.
 FAILING_CONFIG = '''
@@ -51,11 +54,11 @@ def test_the_documented_command_lists_every_option_with_its_help_text() -> None:
     assert "ServerApp." not in result.stdout  # only the extension's own options
 
 
-def test_the_command_refuses_other_arguments_with_its_usage() -> None:
-    result = subprocess.run([sys.executable, "-m", "speckle_nb_auth.serverext", "--start"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.startswith("usage: python -m speckle_nb_auth.serverext")
+def test_the_command_refuses_other_arguments_with_its_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serverext_main(["--start"]) == 2
+    assert capsys.readouterr().err.startswith("usage: python -m speckle_nb_auth.serverext")
+    assert serverext_main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == speckle_nb_auth.__version__
 
 
 def test_a_start_whose_configuration_failed_stops_on_sigterm(tmp_path: Path) -> None:

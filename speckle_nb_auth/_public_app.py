@@ -16,7 +16,7 @@ import httpx
 
 from . import _protocol as protocol
 from ._errors import ConfigurationError
-from ._protocol import TokenPair, mask
+from ._protocol import Secret, TokenPair, mask
 from ._transport import DEFAULT_TIMEOUT, acall, call, ssl_context
 
 __all__ = [
@@ -120,6 +120,7 @@ class PublicLogin:
 
     def exchange(self, code: str, *, http: httpx.Client | None = None) -> TokenPair:
         """Trade the access code the redirect brought for a token pair (raises `AccessCodeRejected`)."""
+        code = Secret(code)  # what a failing line of this frame shows
         op = self._exchange_call(code)
         if http is not None:
             return call(http, op)
@@ -127,6 +128,7 @@ class PublicLogin:
             return call(own, op)
 
     async def aexchange(self, code: str, *, http: httpx.AsyncClient) -> TokenPair:
+        code = Secret(code)
         return await acall(http, self._exchange_call(code))
 
     def _exchange_call(self, code: str) -> protocol.Call[TokenPair]:

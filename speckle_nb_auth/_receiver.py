@@ -7,7 +7,8 @@ on the expected path, shows a page saying what happened, and closes its port. An
 path, a malformed code, a foreign Host) is refused with a 4xx and the receiver keeps listening.
 
 Stdlib only (no Tornado): the server extension runs it in a thread, the kernel and the terminal login directly.
-Nothing is logged: request lines carry the code.
+Nothing is logged: request lines carry the code. The frames that can raise hold the code only as a `Secret`
+(the parsing that sees it plainly cannot raise), so a verbose traceback never shows it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._errors import ConfigurationError, LoginDenied, SpeckleAuthError
 from ._protocol import is_loopback_host
+from ._secret import Secret
 
 __all__ = [
     "CODE_LIFETIME",
@@ -67,6 +69,10 @@ class Received:
     kind: Outcome
     code: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.code is not None:
+            object.__setattr__(self, "code", Secret(self.code))
+
 
 def is_access_code(value: str) -> bool:
     return bool(_CODE.fullmatch(value))
@@ -75,24 +81,51 @@ def is_access_code(value: str) -> bool:
 def code_from_pasted(text: str) -> str:
     """The access code in what a user pasted: the address the sign-in tab ended on
     (`http://localhost:29363/?access_code=...`) or the bare code. The text is never repeated in an error."""
-    cleaned = text.strip().strip("\"'<>").strip() if isinstance(text, str) else ""
-    if is_access_code(cleaned):
-        return cleaned
-    query = urlsplit(cleaned).query if "?" in cleaned else cleaned
-    try:
-        fields = parse_qs(query, max_num_fields=8)
-    except ValueError:
-        fields = {}
-    codes = fields.get("access_code", [])
-    if len(codes) == 1 and is_access_code(codes[0]):
-        return codes[0]
-    if fields.get("denied") == ["true"]:
+    text = Secret(text if isinstance(text, str) else "")
+    code, denied = _read_pasted(text)
+    if code is not None:
+        return code
+    if denied:
         raise LoginDenied("That address says the sign-in was denied on Speckle's page: start the login again.")
     raise PasteNotUnderstood(
         "That is not the address Speckle sent the sign-in tab to. Copy the whole address from that tab's "
         "address bar (it starts with http://localhost and holds access_code=) and paste it, or paste the "
         "42-character code that follows access_code=."
     )
+
+
+def _read_pasted(text: str) -> tuple[Secret | None, bool]:
+    """(the code in `text`, whether it is an address saying "denied"). Never raises."""
+    cleaned = text.strip().strip("\"'<>").strip()
+    if is_access_code(cleaned):
+        return Secret(cleaned), False
+    try:
+        fields = parse_qs(urlsplit(cleaned).query if "?" in cleaned else cleaned, max_num_fields=8)
+    except ValueError:  # too many fields, or an address that is not one ("http://[")
+        fields = {}
+    codes = fields.get("access_code", [])
+    if len(codes) == 1 and is_access_code(codes[0]):
+        return Secret(codes[0]), False
+    return None, fields.get("denied") == ["true"]
+
+
+def _read_answer(target: str) -> tuple[str, Received | None]:
+    """(the path of a request's target, the answer its query holds: None when it is not one). Never raises."""
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # "//[": not an address
+        return "", None
+    try:
+        fields = parse_qs(parts.query, keep_blank_values=True, strict_parsing=True, max_num_fields=4)
+    except ValueError:
+        fields = {}
+    if set(fields) == {"access_code"} and len(fields["access_code"]) == 1 and is_access_code(
+        fields["access_code"][0]
+    ):
+        return parts.path, Received("code", fields["access_code"][0])
+    if fields == {"denied": ["true"]}:
+        return parts.path, Received("denied")
+    return parts.path, None
 
 
 class LoopbackReceiver:
@@ -292,25 +325,17 @@ class LoopbackReceiver:
             return True
 
     def _handle(self, request: _Handler) -> None:
-        target = urlsplit(request.path)
         if not request.path.startswith("/") or not self._host_ok(request.headers.get("Host", "")):
             return request.page(400, "Not a sign-in answer", "This address only takes Speckle's sign-in answer.")
-        if target.path != self._path:
+        path, outcome = _read_answer(request.path)
+        if path != self._path:
             return request.page(404, "Not found", "This address only takes Speckle's sign-in answer.")
-        try:
-            fields = parse_qs(target.query, keep_blank_values=True, strict_parsing=True, max_num_fields=4)
-        except ValueError:
-            fields = {}
-        if set(fields) == {"access_code"} and len(fields["access_code"]) == 1 and is_access_code(
-            fields["access_code"][0]
-        ):
-            outcome = Received("code", fields["access_code"][0])
+        if outcome is not None and outcome.kind == "code":
             title, message = "Sign-in received", (
                 f"Speckle has answered. Go back to {self._back_to}, where the sign-in finishes; you can close "
                 "this tab."
             )
-        elif fields == {"denied": ["true"]}:
-            outcome = Received("denied")
+        elif outcome is not None:
             title, message = "Sign-in cancelled", (
                 f"You chose not to allow access on Speckle's page. Go back to {self._back_to} to start again."
             )

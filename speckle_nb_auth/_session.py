@@ -37,7 +37,7 @@ from . import _sources as sources
 from ._client import Client
 from ._errors import NotSignedIn, RefreshRejected, SpeckleAuthError
 from ._jupyter_link import JupyterLink, find_link
-from ._protocol import TokenPair
+from ._protocol import Secret, TokenPair
 
 __all__ = ["Session", "View", "check_variable_name", "session_for"]
 
@@ -471,7 +471,8 @@ class Session:
     def _claim(self, http: httpx.Client, flow: _Flow) -> str:
         assert self.link is not None
         response = http.post(self.link.url(f"flows/{flow.id}/claim"), json={})
-        data = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        json_answer = response.headers.get("content-type", "").startswith("application/json")
+        data = _masked(response.json()) if json_answer else {}
         if response.status_code != 200 or not isinstance(data.get("token"), str):
             return str(data.get("message") or "The token could not be collected: log in again.")
         pair = TokenPair(data["token"], data.get("refresh_token") or None)
@@ -494,7 +495,7 @@ class Session:
         assert self.link is not None
         try:
             response = self.link.post("refresh", {"server_url": server, "refresh_token": pair.refresh_token})
-            data = response.json()
+            data = _masked(response.json())
         except (httpx.HTTPError, ValueError):
             raise RefreshRejected(
                 "This sign-in needs renewing, and the Jupyter server could not be reached to do it: log in "
@@ -628,6 +629,14 @@ def _token_message(err: SpeckleAuthError, server: str, source: str) -> str:
             f"Make a new one at {server}/settings (Developer settings, Access tokens)."
         )
     return err.message
+
+
+def _masked(data: Any) -> dict[str, Any]:
+    """The extension's JSON answer with its tokens as `Secret`s: what a traceback of the frame holding it shows."""
+    if not isinstance(data, dict):
+        return {}
+    return {key: Secret(value) if key in ("token", "refresh_token") and isinstance(value, str) else value
+            for key, value in data.items()}
 
 
 def _revoke(server: str, pair: TokenPair) -> None:

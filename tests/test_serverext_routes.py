@@ -327,13 +327,15 @@ async def test_the_whole_login_hands_a_working_token_over_once(
     redirect = await consent(emulator, app_id, challenge)
     page = await callback(browser, redirect)
 
-    # Then: the result page names the user and tells the panel
+    # Then: the result page names the account (name and email: someone else's shows as not yours) and tells
+    # the panel
     ada = emulator.credentials["users"][0]
+    account = f"{ada['name']} ({ada['email']})"
     assert page.status_code == 200
-    assert ada["name"] in page.text and "close this tab" in page.text
+    assert f"as {account}" in page.text and "close this tab" in page.text and "Not your account?" in page.text
     assert script_message(page) == {"type": "speckle-auth", "flow": FLOW2, "status": "done"}
     status = await browser.get(f"speckle-auth/flows/{FLOW2}")
-    assert status.json() == {"status": "done", "message": f"Signed in to Speckle as {ada['name']}.", "paste": False,
+    assert status.json() == {"status": "done", "message": f"Signed in to Speckle as {account}.", "paste": False,
                              "app": emulator.credentials["app_id"]}
     assert emulator.requests_seen("/auth/token") == 1
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import InvalidServerURL, SpeckleAuthError
-from .._protocol import TokenPair, normalize_server_url
+from .._protocol import Secret, TokenPair, normalize_server_url
 
 __all__ = [
     "BadMessage",
@@ -59,6 +59,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _FLOW_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SPECKLE_TOKEN = re.compile(r"[0-9a-f]{42}")
 _SECRETISH = re.compile(r"[A-Za-z0-9_-]{24,}")
+# The fields that hold a token or a sign-in code: held as `Secret`s from the start, so that a traceback of a
+# failing line shows none of them.
+_SECRET_FIELDS = ("token", "refresh_token", "pasted")
 _EXAMPLE = "enter one such as https://app.speckle.systems"
 
 
@@ -131,6 +134,8 @@ def parse(content: Any) -> Message | None:
     """The message in `content`, None for what is not ours to handle; `BadMessage` for a malformed one."""
     if not isinstance(content, dict):
         return None
+    content = {key: Secret(value) if key in _SECRET_FIELDS and isinstance(value, str) else value
+               for key, value in content.items()}
     kind = content.get("type")
     if kind == "ready":
         view = content.get("view")
@@ -185,13 +190,13 @@ def safe_text(value: Any, limit: int = MAX_TEXT) -> str:
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
-def _token(value: Any, what: str) -> str:
+def _token(value: Any, what: str) -> Secret:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BadMessage(f"No {what} was given: paste one first." if what == "personal access token"
                          else f"The sign-in did not deliver a {what}: start it again.")
     if not isinstance(value, str):
         raise BadMessage(f"The {what} must be text: paste it again.")
-    token = value.strip()
+    value = token = Secret(value.strip())
     if len(token) > MAX_TOKEN:
         raise BadMessage(
             f"That is too long to be a Speckle {what}: paste only the token (Speckle tokens are 42 "

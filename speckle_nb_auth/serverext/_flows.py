@@ -53,10 +53,18 @@ class Flow:
     message: str = ""
     error_code: str = ""  # the typed error's code when the flow failed
     user_name: str = ""
+    user_email: str = ""
     tokens: TokenPair | None = field(default=None, repr=False)
     claimed: bool = False
     app_id: str = ""  # the app whose code this flow exchanges: a registered one, or the public "sca"
     paste: bool = False  # the code cannot come back here by itself: the panel asks for the page's address
+
+    @property
+    def account(self) -> str:
+        """The Speckle account a done flow signed in, as people know it: "Ada Lovelace (ada@example.org)"."""
+        if self.user_name and self.user_email:
+            return f"{self.user_name} ({self.user_email})"
+        return self.user_name or self.user_email
 
 
 class FlowStore:
@@ -129,13 +137,13 @@ class FlowStore:
         flow.status = "exchanging"
         return flow
 
-    def succeed(self, flow: Flow, tokens: TokenPair, user_name: str) -> None:
+    def succeed(self, flow: Flow, tokens: TokenPair, user_name: str, user_email: str = "") -> None:
         if flow.status != "exchanging":
             return
         flow.status = "done"
         flow.tokens = tokens
-        flow.user_name = user_name
-        flow.message = f"Signed in to Speckle as {user_name}." if user_name else "Signed in to Speckle."
+        flow.user_name, flow.user_email = user_name, user_email
+        flow.message = f"Signed in to Speckle as {flow.account}." if flow.account else "Signed in to Speckle."
 
     def fail(self, flow: Flow, code: str, message: str) -> None:
         if flow.status != "exchanging":

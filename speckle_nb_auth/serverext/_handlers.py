@@ -19,6 +19,7 @@ from tornado import web
 
 from .._errors import SpeckleAuthError
 from .._protocol import is_loopback_host
+from .._secret import Secret
 from ._flows import is_flow_id
 from ._logins import Logins, Refused
 from ._mailbox import is_box_id
@@ -27,6 +28,22 @@ from ._pages import PAGE_CSP, Page, error_status, flow_page, new_nonce, page_hea
 __all__ = ["flow_cookie_name", "routes"]
 
 PREFIX = "speckle-auth"
+# The fields of a JSON body that hold a token or a sign-in code (the refresh route's, the paste-back's, the
+# mailbox's messages from the panel).
+SECRET_FIELDS = ("token", "refresh_token", "pasted")
+
+
+def json_body(raw: bytes | None) -> Any:
+    """A request's JSON body with its secret fields held as `Secret`s, so that no frame holding it shows them;
+    None when it is not JSON. Not `get_json_body`: that logs a body it cannot parse."""
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, RecursionError):  # RecursionError: nested too deep, e.g. [[[[...]]]]
+        return None
+    if not isinstance(body, dict):
+        return body
+    return {key: Secret(value) if key in SECRET_FIELDS and isinstance(value, str) else value
+            for key, value in body.items()}
 
 
 def flow_cookie_name(port: int, base_url: str) -> str:
@@ -114,6 +131,7 @@ class CallbackHandler(_PageHandler):
     async def get(self) -> None:
         try:
             access_code = self.get_query_argument("access_code", None)
+            access_code = Secret(access_code) if access_code else None  # what a traceback of this frame shows
             denied = self.get_query_argument("denied", None) == "true"
         except web.HTTPError:  # not UTF-8: not what Speckle sends, so no code; never raised (its URL is logged)
             access_code, denied = None, False
@@ -205,10 +223,7 @@ class PastedHandler(_JsonHandler):
     async def post(self, flow_id: str) -> None:
         if not self.valid_flow_id(flow_id):
             return
-        try:
-            body = json.loads(self.request.body or b"null")  # not get_json_body: it logs what it cannot parse
-        except (ValueError, RecursionError):
-            body = None
+        body = json_body(self.request.body)
         try:
             await self.logins.finish_pasted(flow_id, body.get("pasted") if isinstance(body, dict) else None)
         except Refused as refused:
@@ -220,11 +235,7 @@ class PastedHandler(_JsonHandler):
 class RefreshHandler(_JsonHandler):
     @web.authenticated
     async def post(self) -> None:
-        try:
-            # parsed here, not with get_json_body, which logs a body it cannot parse (a token, here)
-            body = json.loads(self.request.body or b"null")
-        except (ValueError, RecursionError):  # RecursionError: nested too deep, e.g. [[[[...]]]]
-            body = None
+        body = json_body(self.request.body)
         if not isinstance(body, dict):
             body = {}
         try:
@@ -260,13 +271,7 @@ class MailboxHandler(_JsonHandler):
     def post(self, box_id: str) -> None:
         if not self._valid_box(box_id):
             return
-        body = None
-        if len(self.request.body or b"") <= self.MAX_BODY:
-            try:
-                # parsed here, not with get_json_body, which logs a body it cannot parse (a token, here)
-                body = json.loads(self.request.body or b"null")
-            except (ValueError, RecursionError):
-                body = None
+        body = json_body(self.request.body) if len(self.request.body or b"") <= self.MAX_BODY else None
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             self.refuse(400, "bad_message", "Send one JSON object with a \"type\" of at most 16 KiB.")
             return

@@ -17,6 +17,7 @@ import httpx
 from .._errors import SpeckleAuthError
 from .._protocol import (
     ChallengeMethod,
+    Secret,
     TokenPair,
     app_info,
     authorize_url,
@@ -126,7 +127,7 @@ class Logins:
             self.public_scopes[server.url] = list(app.scopes)
             app_id, redirect_url = PUBLIC_APP_ID, app.redirect_url
         else:
-            app_id, _ = server.app_credentials()
+            app_id = server.app_credentials()[0]
         verifier = make_verifier()
         # Speckle compares the challenge as plain text; a public app's secret is public, so this one
         # verifier, kept here, is what makes an intercepted code worthless
@@ -143,7 +144,7 @@ class Logins:
         if public:
             self._listen(flow, redirect_url, return_url, browser_is_local)
         self.log.debug("Speckle login %s started for %s", flow_id, server.url)
-        return authorize_url(server.url, app_id, challenge)
+        return Secret(authorize_url(server.url, app_id, challenge))  # it holds the challenge
 
     def _listen(self, flow: Flow, redirect_url: str, return_url: str, browser_is_local: bool) -> None:
         """Run the loopback receiver for a public-app flow (one at a time: the port is one)."""
@@ -201,6 +202,7 @@ class Logins:
         """The panel pasted the address the sign-in tab ended on (or the code) for `flow_id`."""
         if not isinstance(pasted, str):
             raise Refused(400, "bad_request", "Bad request", 'Send a JSON body {"pasted": "..."}.')
+        pasted = Secret(pasted)  # what a failing line of this frame shows: it holds the code
         try:
             code = code_from_pasted(pasted)
         except SpeckleAuthError as err:
@@ -219,6 +221,7 @@ class Logins:
 
     async def finish_with_code(self, flow_id: str, access_code: str) -> None:
         """Exchange `access_code` for the pending flow `flow_id` (its verifier, its app)."""
+        access_code = Secret(access_code)
         flow = self.store.begin_exchange(flow_id)
         if flow is None:
             self.log.warning("A Speckle code came for login %s, not pending: nothing exchanged", flow_id)
@@ -230,6 +233,7 @@ class Logins:
     ) -> CallbackProblem | None:
         """Complete the flow named by the browser's cookie from Speckle's callback. Its outcome is stored in
         the flow; the return value says why no flow was changed, when the flow itself does not tell."""
+        access_code = Secret(access_code) if access_code else None
         if denied:
             if flow_id is None:
                 return None
@@ -250,13 +254,13 @@ class Logins:
         return None
 
     async def _exchange(self, flow: Flow, access_code: str) -> None:
-        flow_id = flow.id
+        flow_id, access_code = flow.id, Secret(access_code)
         tokens: TokenPair | None = None
         try:
             if flow.app_id == PUBLIC_APP_ID:
-                app_id, app_secret = PUBLIC_APP_ID, PUBLIC_APP_SECRET
+                app_id, app_secret = PUBLIC_APP_ID, Secret(PUBLIC_APP_SECRET)
             else:
-                app_id, app_secret = self._server(flow.server_url).app_credentials()
+                app_id, app_secret = _app(self._server(flow.server_url))
             exchange = exchange_code(flow.server_url, app_id, app_secret, access_code, flow.verifier)
             tokens = await acall(self.client, exchange)
             # names the user on the result page, and keeps a token Speckle does not accept from the panel
@@ -268,7 +272,7 @@ class Logins:
             self.store.fail(flow, "error", "The login failed because of an unexpected error.")
             self.log.error("Speckle login %s failed with an unexpected %s", flow_id, type(err).__name__)
         else:
-            self.store.succeed(flow, tokens, me.user.name)
+            self.store.succeed(flow, tokens, me.user.name, me.user.email or "")
             self.log.info("Speckle login %s completed for %s", flow_id, flow.server_url)
             return
         if tokens is not None:  # issued, but nobody will ever hold it: take it back
@@ -295,10 +299,11 @@ class Logins:
                 "Bad request",
                 'Send a JSON body {"server_url": "...", "refresh_token": "..."}.',
             )
+        refresh_token = Secret(refresh_token)
         server = self._server(server_url)
         if app_id == PUBLIC_APP_ID or server.login_app == "public":
             return await acall(self.client, refresh(server.url, PUBLIC_APP_ID, PUBLIC_APP_SECRET, refresh_token))
-        registered_id, app_secret = server.app_credentials()
+        registered_id, app_secret = _app(server)
         return await acall(self.client, refresh(server.url, registered_id, app_secret, refresh_token))
 
     def _server(self, server_url: str | None) -> SpeckleServer:
@@ -334,6 +339,12 @@ class Logins:
         return server
 
 
+def _app(server: SpeckleServer) -> tuple[str, Secret]:
+    """The registered app's id and secret, the secret masked wherever a traceback shows it."""
+    app_id, app_secret = server.app_credentials()
+    return app_id, Secret(app_secret)
+
+
 async def check_redirect_uris(
     client: httpx.AsyncClient, servers: Sequence[SpeckleServer], redirect_uri: str, log: logging.Logger
 ) -> None:
@@ -342,7 +353,7 @@ async def check_redirect_uris(
     for server in servers:
         if not server.oauth:
             continue
-        app_id, _ = server.app_credentials()
+        app_id = server.app_credentials()[0]
         try:
             app = await acall(client, app_info(server.url, app_id))
         except SpeckleAuthError as err:

@@ -75,12 +75,15 @@ def page_headers(nonce: str) -> dict[str, str]:
     }
 
 
-def success(flow_id: str, user_name: str, server_url: str) -> Page:
-    who = f" as {user_name}" if user_name else ""
+def success(flow_id: str, account: str, server_url: str) -> Page:
+    # Named always: Speckle sends no `state`, so a sign-in someone else's page completed with their own code
+    # shows here as an account that is not yours (see docs/design-notes.md, "Cross-site callbacks").
+    who = f" as {account}" if account else ""
     return Page(
         200,
         "Signed in to Speckle",
-        f"You are signed in to {server_url}{who}. You can close this tab and go back to the notebook.",
+        f"You are signed in to {server_url}{who}. You can close this tab and go back to the notebook. Not your "
+        "account? Log out in the notebook's login panel and log in again.",
         flow_id,
         "done",
     )
@@ -96,7 +99,7 @@ def flow_page(flow: Flow | None) -> Page:
             "been started in another browser or by another user.",
         )
     if flow.status == "done":
-        return success(flow.id, flow.user_name, flow.server_url)
+        return success(flow.id, flow.account, flow.server_url)
     titles = {
         "denied": (403, "Login cancelled"),
         "expired": (410, "Login expired"),

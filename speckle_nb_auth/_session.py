@@ -38,6 +38,8 @@ from ._client import Client
 from ._errors import NotSignedIn, RefreshRejected, SpeckleAuthError
 from ._jupyter_link import JupyterLink, find_link
 from ._protocol import Secret, TokenPair
+from ._public_app import PUBLIC_APP_ID, PUBLIC_APP_SECRET, PublicLogin, connector_app
+from ._receiver import LoopbackReceiver, PortBusy, Received, code_from_pasted
 
 __all__ = ["Session", "View", "check_variable_name", "session_for"]
 
@@ -57,7 +59,11 @@ FLOW_ENDED = {
     "failed": "The sign-in failed: try again.",
     "superseded": "A newer sign-in started in this browser replaced this one.",
 }
-FLOW_LIFETIME = 11 * 60.0  # the extension's 10 minutes, and a little more for the last poll
+FLOW_LIFETIME = 11 * 60.0
+CONNECTOR_APP_NOTE = (
+    "Signed in through Speckle's connector app, whose tokens can also write your projects and invite people: "
+    "for least privilege, use a read-only personal access token or an app registered for this notebook."
+)  # the extension's 10 minutes, and a little more for the last poll
 
 
 class View(Protocol):
@@ -87,6 +93,19 @@ class _Refresh:
     event: threading.Event = field(default_factory=threading.Event)
     pair: TokenPair | None = field(default=None, repr=False)
     error: str | None = None
+
+
+@dataclass
+class _KernelLogin:
+    """A "Log in with Speckle" through the public connector app that this kernel exchanges itself (where no
+    server extension runs): its verifier lives in `login`, its listener in `receiver`."""
+
+    id: str
+    login: PublicLogin = field(repr=False)
+    view: weakref.ref[Any]
+    wanted: tuple[str, ...]
+    receiver: LoopbackReceiver | None = None
+    done: bool = False
 
 
 @dataclass
@@ -122,6 +141,7 @@ class Session:
         self._refreshes: dict[str, _Refresh] = {}
         self._late: dict[str, str] = {}  # unanswered renewals: id -> server, to revoke pairs that come late
         self._flows: dict[str, _Flow] = {}
+        self._kernel_login: _KernelLogin | None = None
         self.link: JupyterLink | None = (find_link() if link is True else link) or None
         self.mailbox = secrets.token_urlsafe(24) if self.link is not None else ""
         self._reader: threading.Thread | None = None
@@ -203,7 +223,8 @@ class Session:
                     client.close()
                 view.say(error=self.still_signed_in(check.missing_message()))
                 return check.missing
-            self.commit(client, source, check.held, store=store)
+            origin = CONNECTOR_APP_NOTE if app_id == PUBLIC_APP_ID else ""
+            self.commit(client, source, check.held, store=store, origin=origin)
             return None
 
     def new_client(self, server: str, pair: TokenPair, app_id: str | None = None) -> Client:
@@ -216,7 +237,9 @@ class Session:
         # The kernel refreshes by itself where it holds the app of this very server or reaches the extension;
         # else a browser view asks the extension.
         refresher: Callable[[TokenPair], TokenPair] | None = None
-        if credentials.app_from_environment(server) is None:
+        if app_id == PUBLIC_APP_ID:  # its secret is public: the kernel renews by itself
+            refresher = lambda old: _refresh_public(server, old)  # noqa: E731
+        elif credentials.app_from_environment(server) is None:
             refresher = lambda old: self._refresh(server, old)  # noqa: E731
         client = Client(
             server, pair.token, pair.refresh_token, refresher=refresher, on_refresh=on_refresh, app_id=app_id
@@ -362,7 +385,10 @@ class Session:
             for flow in self._flows.values():
                 flow.stopped = True
                 flow.poke.set()
+            pending, self._kernel_login = self._kernel_login, None
             self.changed.notify_all()
+        if pending is not None and pending.receiver is not None:
+            pending.receiver.close()
 
     def wait(self, view: View, timeout: float, view_timeout: float) -> str:
         """Block until signed in ("signed_in"), cancelled ("cancelled"), `timeout` passed ("timeout"), or no
@@ -384,6 +410,87 @@ class Session:
                     self.changed.wait(min(view_timeout, timeout) - waited)
                 else:
                     self.changed.wait(timeout - waited)
+
+    # --- "Log in with Speckle" where no extension runs: the kernel listens and exchanges ------------------
+
+    def start_kernel_login(self, view: View, flow_id: str, server: str, wanted: tuple[str, ...]) -> None:
+        """Start a public-app sign-in the kernel finishes itself; tells `view` the address to open (and
+        whether its answer can come back here, or must be pasted). Runs on a thread of its own."""
+        threading.Thread(target=self._kernel_login_thread, args=(view, flow_id, server, wanted),
+                         name="speckle-kernel-login", daemon=True).start()
+
+    def _kernel_login_thread(self, view: View, flow_id: str, server: str, wanted: tuple[str, ...]) -> None:
+        try:
+            app = connector_app(server)
+            lacking = app.lacking_message(wanted)
+            if lacking:
+                view.flow_ended(flow_id, lacking)
+                return
+            pending = _KernelLogin(flow_id, PublicLogin(server, app), weakref.ref(view), wanted)
+            with self.lock:
+                old, self._kernel_login = self._kernel_login, pending
+            if old is not None and old.receiver is not None:
+                old.receiver.close()
+            receiver = LoopbackReceiver(app.redirect_url, on_result=lambda r: self._kernel_received(pending, r),
+                                        back_to="the notebook")
+            try:
+                pending.receiver = receiver.start()
+                paste = False
+            except PortBusy:
+                paste = True
+            view.send({"type": "authorize", "flow": flow_id, "url": pending.login.authorize_url, "paste": paste})
+        except SpeckleAuthError as err:
+            view.flow_ended(flow_id, self.still_signed_in(err.message))
+        except Exception as err:  # noqa: BLE001 - a thread of ours must end in a message, never a traceback
+            _log.debug("a kernel login failed: %s", type(err).__name__)
+            view.flow_ended(flow_id, "Something unexpected went wrong while starting the sign-in: try again.")
+
+    def _kernel_received(self, pending: _KernelLogin, received: Received) -> None:
+        """The receiver's answer (on its thread)."""
+        view = pending.view()
+        if view is None or received.kind == "cancelled":
+            return
+        if received.kind == "code" and received.code:
+            self._finish_kernel_login(pending, received.code)
+        elif received.kind == "denied":
+            view.flow_ended(pending.id, self.still_signed_in(FLOW_ENDED["denied"]))
+        else:
+            view.flow_ended(pending.id, self.still_signed_in(FLOW_ENDED["expired"]))
+
+    def paste(self, view: View, flow_id: str, pasted: str) -> None:
+        """Paste-back where the kernel holds the login: the address the sign-in tab ended on, or the code."""
+        with self.lock:
+            pending = self._kernel_login
+        if pending is None or pending.id != flow_id or pending.done:
+            view.say(error=self.still_signed_in("No sign-in waits for that address any more: log in again."))
+            return
+        try:
+            code = code_from_pasted(pasted)
+        except SpeckleAuthError as err:
+            view.say(error=err.message)
+            return
+        if pending.receiver is not None:
+            pending.receiver.close()
+        self._finish_kernel_login(pending, code)
+
+    def _finish_kernel_login(self, pending: _KernelLogin, code: str) -> None:
+        with self.lock:
+            if pending.done:
+                return
+            pending.done = True
+            if self._kernel_login is pending:
+                self._kernel_login = None
+        view = pending.view()
+        try:
+            pair = pending.login.exchange(code)
+        except SpeckleAuthError as err:
+            if view is not None:
+                view.flow_ended(pending.id, self.still_signed_in(err.message))
+            return
+        if view is None:
+            _revoke(pending.login.server, pair)
+            return
+        view.sign_in_claimed(pending.login.server, pair, PUBLIC_APP_ID)
 
     # --- the link: mailbox, logins finished by the kernel, renewals -----------------------------------------
 
@@ -618,6 +725,8 @@ def _where_from(source: str, origin: str) -> str:
         return "Signed in with a Speckle desktop account."
     if origin and source not in ("token", "oauth"):
         return f"Signed in with {origin}."
+    if source == "oauth" and origin:
+        return origin
     return ""
 
 
@@ -629,6 +738,15 @@ def _token_message(err: SpeckleAuthError, server: str, source: str) -> str:
             f"Make a new one at {server}/settings (Developer settings, Access tokens)."
         )
     return err.message
+
+
+def _refresh_public(server: str, pair: TokenPair) -> TokenPair:
+    from ._transport import call, ssl_context
+
+    if pair.refresh_token is None:
+        raise RefreshRejected("This sign-in cannot be renewed: log in again.")
+    with httpx.Client(timeout=10.0, verify=ssl_context()) as http:
+        return call(http, protocol.refresh(server, PUBLIC_APP_ID, PUBLIC_APP_SECRET, pair.refresh_token))
 
 
 def _masked(data: Any) -> dict[str, Any]:

@@ -276,16 +276,45 @@ def test_without_the_extension_says_so(open_panel, jupyter):
     jupyter.extension = False
     page = open_panel()
     page.wait_for_function("!document.querySelector('.snb-noext').hidden")
-    assert page.is_hidden(".snb-login")
+    assert page.is_visible(".snb-login") and not page.is_disabled(".snb-login")  # the kernel signs in
     assert "SPECKLE_TOKEN" in page.inner_text(".snb-noext")
-    assert "server extension" in page.inner_text(".snb-noext")
+    assert "server extension" in page.inner_text(".snb-noext") and "connector app" in page.inner_text(".snb-noext")
+
+
+def test_without_the_extension_the_kernel_makes_the_login(open_panel, jupyter):
+    """The tab opens blank in the click; the kernel names the address; paste-back goes to the kernel."""
+    jupyter.extension = False
+    page = open_panel()
+    page.wait_for_function("!document.querySelector('.snb-noext').hidden")
+    page.fill(".snb-server", "emu.example")
+    with page.context.expect_page() as opened:
+        page.click(".snb-login")
+    tab = opened.value
+    asked = [m for m in sent(page) if m["type"] == "kernel_login"]
+    assert len(asked) == 1 and asked[0]["server"] == "https://emu.example"
+    assert page.evaluate("document.activeElement.className") == "snb-cancel"
+    flow = asked[0]["flow"]
+    target = jupyter.url + "a-sign-in-page-the-kernel-named"
+    page.evaluate("(m) => window.model.emit('msg:custom', m)",
+                  {"type": "authorize", "flow": flow, "url": target, "paste": True})
+    tab.wait_for_url(target)
+    assert page.get_attribute(".snb-open-link", "href") == target
+    assert page.is_visible(".snb-paste-input")
+    page.fill(".snb-paste-input", "http://localhost:29363/?access_code=" + "c" * 42)
+    page.press(".snb-paste-input", "Enter")
+    assert [m for m in sent(page) if m["type"] == "paste"] == [
+        {"type": "paste", "flow": flow, "pasted": "http://localhost:29363/?access_code=" + "c" * 42}]
+    assert page.input_value(".snb-paste-input") == ""  # the code does not stay on the page
+    page.evaluate("(m) => window.model.emit('msg:custom', m)", {"type": "flow_ended", "flow": flow})
+    assert page.is_hidden(".snb-cancel") and not page.is_disabled(".snb-login")
 
 
 def test_an_extension_that_refuses_is_not_called_missing(open_panel, jupyter):
     jupyter.extension = 403
     page = open_panel()
     page.wait_for_function("document.querySelector('.snb-noext').textContent.includes('HTTP 403')")
-    assert "reload this page" in page.inner_text(".snb-noext") and "SPECKLE_TOKEN" in page.inner_text(".snb-noext")
+    note = page.inner_text(".snb-noext")
+    assert "Reloading the page" in note and "connector app" in note and "SPECKLE_TOKEN" in note
 
 
 def test_refresh_request_is_answered_through_the_extension(open_panel, jupyter):

@@ -10,6 +10,8 @@ Browser -> kernel (`model.send({type, ...})`, delivered to `on_msg` as `(widget,
     cancel                                      the person gave up waiting for "Log in with Speckle"
     flow            {flow, server}              a login tab was opened: the kernel follows and claims it
     flow_done       {flow}                      the result page said that login ended: look now
+    kernel_login    {flow, server?}             no extension here: the kernel signs in with the public app
+    paste           {flow, pasted}              the address the sign-in tab ended on, for the kernel's login
     refreshed       {id, token, refresh_token}  the answer to a kernel `refresh` request
     refresh_failed  {id, message}               the same, when the extension could not refresh
 
@@ -18,6 +20,8 @@ Kernel -> browser (`widget.send`):
     refresh         {id, server_url, refresh_token, view?}   please renew through the extension's refresh
                                                       route (only the view named, when one is)
     flow_ended      {flow}                      the login the kernel followed ended without a sign-in
+    authorize       {flow, url, paste}          open `url` in the sign-in tab; `paste`: the answer cannot come
+                                                      back by itself, ask for the address the tab ends on
 
 Through the extension's mailbox (when the panel has one) the browser's messages also carry `panel`, the
 panel's id, so the session hands each to its panel.
@@ -41,6 +45,8 @@ __all__ = [
     "Desktop",
     "FlowDone",
     "FlowStarted",
+    "KernelLogin",
+    "Paste",
     "Logout",
     "OAuth",
     "Pat",
@@ -116,6 +122,18 @@ class FlowDone:
 
 
 @dataclass(frozen=True)
+class KernelLogin:
+    flow: str
+    server: str | None  # None: the kernel's default server
+
+
+@dataclass(frozen=True)
+class Paste:
+    flow: str
+    pasted: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Refreshed:
     id: str
     pair: TokenPair = field(repr=False)
@@ -127,7 +145,10 @@ class RefreshFailed:
     message: str
 
 
-Message = Ready | Pat | OAuth | Desktop | Logout | Cancel | FlowStarted | FlowDone | Refreshed | RefreshFailed
+Message = (
+    Ready | Pat | OAuth | Desktop | Logout | Cancel | FlowStarted | FlowDone | KernelLogin | Paste | Refreshed
+    | RefreshFailed
+)
 
 
 def parse(content: Any) -> Message | None:
@@ -172,6 +193,13 @@ def parse(content: Any) -> Message | None:
         return FlowStarted(_flow_id(content.get("flow")), server)
     if kind == "flow_done":
         return FlowDone(_flow_id(content.get("flow")))
+    if kind == "kernel_login":
+        return KernelLogin(_flow_id(content.get("flow")), _server(content.get("server"), optional=True))
+    if kind == "paste":
+        pasted = content.get("pasted")
+        if not isinstance(pasted, str) or not pasted.strip() or len(pasted) > MAX_URL:
+            raise BadMessage("Paste the whole address of the page the sign-in tab ended on.")
+        return Paste(_flow_id(content.get("flow")), pasted)
     if kind == "refreshed":
         rid = _request_id(content.get("id"))
         token = _token(content.get("token"), "renewed token")

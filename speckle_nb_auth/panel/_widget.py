@@ -54,6 +54,9 @@ class LoginPanel(anywidget.AnyWidget):
     message = t.Unicode("", help="what happened, for people").tag(sync=True)
     error = t.Unicode("", help="what went wrong and what to do, for people").tag(sync=True)
     server_url = t.Unicode("", help="the signed-in server, or the one asked for").tag(sync=True)
+    default_server = t.Unicode("", help="the kernel's default server (SPECKLE_SERVER or app.speckle.systems)").tag(
+        sync=True
+    )
     server_name = t.Unicode("").tag(sync=True)
     user_name = t.Unicode("").tag(sync=True)
     user_email = t.Unicode("").tag(sync=True)
@@ -95,6 +98,7 @@ class LoginPanel(anywidget.AnyWidget):
         super().__init__(
             variable=name,
             server_url=url,
+            default_server=sources.default_server(),
             remember=bool(remember),
             requested_scopes=list(wanted),
             kernel_refresh=_kernel_can_refresh(),
@@ -227,6 +231,12 @@ class LoginPanel(anywidget.AnyWidget):
             session.track_flow(self, message.flow, message.server)
         elif isinstance(message, msgs.FlowDone):
             session.poke_flow(message.flow)
+        elif isinstance(message, msgs.KernelLogin):
+            self._set(error="", message="")
+            server = message.server or self.server_url or sources.default_server()
+            session.start_kernel_login(self, message.flow, server, self._wanted)
+        elif isinstance(message, msgs.Paste):
+            session.paste(self, message.flow, message.pasted)
         elif isinstance(message, msgs.Refreshed):
             session.refresh_answered(message.id, message.pair, None)
         elif isinstance(message, msgs.RefreshFailed):

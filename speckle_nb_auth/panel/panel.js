@@ -116,11 +116,16 @@ function render({ model, el }) {
     <div class="snb-row"><label for="${id}-s">Speckle server</label>
       <input id="${id}-s" class="snb-server" list="${id}-l" placeholder="app.speckle.systems" autocomplete="off">
       <datalist id="${id}-l"></datalist><button type="button" class="snb-login">Log in with Speckle</button></div>
-    <p class="snb-noext">Log in with Speckle needs this package's Jupyter server extension, which does not run
-      here: use a personal access token, a desktop account or SPECKLE_TOKEN.</p>
+    <p class="snb-noext">No Speckle server extension runs here: this kernel signs you in through Speckle's
+      connector app. A personal access token, a desktop account or SPECKLE_TOKEN work too.</p>
     <p class="snb-nooauth"></p>
+    <p class="snb-appnote"></p>
     <div class="snb-waiting snb-row"><a class="snb-open-link" target="_blank" rel="noopener">Open the Speckle sign-in page</a>
       <span class="snb-left"></span><button type="button" class="snb-cancel">Cancel</button></div>
+    <form class="snb-paste snb-row"><label for="${id}-a">Sign-in tab ended on a page that can't be reached at
+      http://localhost…? Copy that page's address here:</label>
+      <input id="${id}-a" class="snb-paste-input" autocomplete="off" spellcheck="false">
+      <button type="submit" class="snb-paste-submit">Finish sign-in</button></form>
     <details class="snb-pat-box"><summary>Use a personal access token</summary>
       <form class="snb-pat snb-row"><label for="${id}-p">Token</label>
         <input id="${id}-p" class="snb-pat-input" type="password" autocomplete="off">
@@ -143,15 +148,19 @@ function render({ model, el }) {
   <p class="snb-error" role="alert"></p>
 </div>`;
   const $ = (name) => el.querySelector(".snb-" + name);
-  const [server, servers, login, noExt, noOAuth, waiting, timeLeft, link, patForm, pat, patSubmit, makeToken, desktop,
-    accounts, requested, signedOut, signedIn, avatar, name, email, serverName, variable, scopes, logout, hintServer,
-    rememberRow, remember, status, error, cancel] = ["server", "panel datalist", "login", "noext", "nooauth", "waiting",
-    "left", "open-link", "pat", "pat-input", "pat-submit", "make-token", "desktop", "desktop-list", "requested", "out",
-    "in", "avatar", "user-name", "user-email", "server-name", "variable", "scopes", "logout", "hint-server",
-    "remember-row", "remember", "status", "error", "cancel"].map($);
+  const [server, servers, login, noExt, noOAuth, appNote, waiting, timeLeft, link, pasteForm, pasted, patForm, pat,
+    patSubmit, makeToken, desktop, accounts, requested, signedOut, signedIn, avatar, name, email, serverName, variable,
+    scopes, logout, hintServer, rememberRow, remember, status, error, cancel] = ["server", "panel datalist", "login",
+    "noext", "nooauth", "appnote", "waiting", "left", "open-link", "paste", "paste-input", "pat", "pat-input",
+    "pat-submit", "make-token", "desktop", "desktop-list", "requested", "out", "in", "avatar", "user-name",
+    "user-email", "server-name", "variable", "scopes", "logout", "hint-server", "remember-row", "remember", "status",
+    "error", "cancel"].map($);
   login.onclick = startLogin;
   cancel.onclick = cancelLogin;
   patForm.onsubmit = submitPat;
+  pasteForm.onsubmit = submitPaste;
+  pasted.addEventListener("keydown", (event) => event.key === "Enter" && !event.isComposing
+    && (event.stopPropagation(), submitPaste(event)));
   // JupyterLab keeps Enter in a widget's form from submitting it: handle the key on the field itself
   // (and keep the notebook's own Enter shortcut from taking the focus away)
   pat.addEventListener("keydown", (event) => event.key === "Enter" && !event.isComposing
@@ -161,6 +170,11 @@ function render({ model, el }) {
 
   const typed = () => ext?.servers.find((s) => host(s.url) === host(server.value));
   const chosen = () => (typed()?.oauth ? typed() : undefined);
+  // what the public connector app cannot give this notebook, known before any tab opens
+  const lacking = () => { const c = chosen(); return c?.app === "public" && Array.isArray(c.scopes)
+    ? get("requested_scopes").filter((s) => !c.scopes.includes(s)) : []; };
+  // the server typed, else the kernel's own default (SPECKLE_SERVER, or app.speckle.systems)
+  const kernelServer = () => (server.value.trim() ? origin(server.value.trim()) : null);
   const tokenPage = () => origin(server.value.trim() || get("server_url") || ext?.default_server || "app.speckle.systems") + "/settings";
 
   function update() {
@@ -169,15 +183,21 @@ function render({ model, el }) {
     signedOut.hidden = signed || stale;
     signedIn.hidden = !signed || stale;
     rememberRow.hidden = stale;
-    login.hidden = ext === null;
+    const missing = lacking();
+    login.hidden = ext === undefined;
     noExt.hidden = ext !== null;
-    login.disabled = busy || !!flow || !chosen();
+    login.disabled = busy || !!flow || (ext !== null && !chosen()) || missing.length > 0;
     const pick = typed();
-    noOAuth.hidden = !(ext && server.value.trim() && !chosen());
-    noOAuth.textContent = pick
+    noOAuth.hidden = !(ext && server.value.trim() && !chosen()) && !missing.length;
+    noOAuth.textContent = missing.length
+      ? `Speckle's connector app cannot give the scope${missing.length === 1 ? "" : "s"} this notebook asks for (${missing.join(", ")}): use a personal access token that has ${missing.length === 1 ? "it" : "them"}.`
+      : pick
       ? `This Jupyter server has no Speckle app for ${pick.name || pick.url}, so it takes personal access tokens only.`
       : "This Jupyter server is not set up to log in to that server with Speckle: use a personal access token.";
+    appNote.hidden = !(chosen()?.app === "public") || !!missing.length || !!flow;
+    appNote.textContent = "Signs in through Speckle's connector app: nothing to set up, and its tokens can also write your projects.";
     waiting.hidden = !flow;
+    pasteForm.hidden = !flow?.public;
     if (flow) timeLeft.textContent = `${left(flow.deadline)} left`;
     makeToken.href = tokenPage();
     name.textContent = get("user_name");
@@ -209,7 +229,7 @@ function render({ model, el }) {
     remember.checked = get("remember");
     const until = get("waiting_until") * 1000;
     const kernelWaits = !signed && until > Date.now()
-      ? ` login() waits for you to sign in until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}; the next cells run once you have.` : "";
+      ? ` The next cells run once you have signed in (login() waits until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}).` : "";
     status.textContent = stale ? "" : busy ? "Checking the sign-in…"
       : flow ? (flow.tab ? "Waiting for you to sign in with Speckle in the new tab…" : "The browser blocked the sign-in tab: open it with the link.") + kernelWaits
       : ((!note[1] && note[0]) || get("message")) + kernelWaits;
@@ -218,11 +238,13 @@ function render({ model, el }) {
   }
 
   function startLogin() {
+    if (ext === null) return startKernelLogin();
     const conf = chosen();
     if (!conf) return say("Log in with Speckle is not set up for this server: use a personal access token.", true);
     stopFlow();
-    const f = { id: randomId(), deadline: Date.now() + 10 * 60e3, mailbox: !!get("mailbox") };
-    const url = baseUrl() + "speckle-auth/login?server=" + encodeURIComponent(conf.url) + "&flow=" + f.id
+    const f = { id: randomId(), deadline: Date.now() + 10 * 60e3, mailbox: !!get("mailbox"), public: conf.app === "public" };
+    // on a hub with the Speckle login service, the tab signs in at the service (`login_base`), which holds the secret
+    const url = (ext.login_base || baseUrl() + "speckle-auth/") + "login?server=" + encodeURIComponent(conf.url) + "&flow=" + f.id
       + "&_xsrf=" + encodeURIComponent(xsrf()); // the login route changes state: it refuses other sites
     try { // opened in the click itself, or popup blockers stop it
       f.tab = window.open(url, "_blank");
@@ -243,6 +265,40 @@ function render({ model, el }) {
     focusOnSignIn = true;
     say("");
     cancel.focus();
+  }
+
+  // No extension: the kernel makes the login (its verifier stays there) and listens for the answer. The tab is
+  // opened in the click (popup blockers), blank, and sent to Speckle once the kernel names the address.
+  function startKernelLogin() {
+    stopFlow();
+    const f = { id: randomId(), deadline: Date.now() + 10 * 60e3, kernel: true, public: true };
+    try {
+      f.tab = window.open("about:blank", "_blank");
+      if (f.tab) f.tab.opener = null;
+    } catch {}
+    link.removeAttribute("href");
+    link.textContent = "Open the Speckle sign-in page";
+    tell(model, { type: "kernel_login", flow: f.id, server: kernelServer() });
+    f.timer = setInterval(() => tick(f), 1000);
+    flow = f;
+    focusOnSignIn = true;
+    say("");
+    cancel.focus();
+  }
+
+  function submitPaste(event) {
+    event.preventDefault();
+    const f = flow;
+    const text = pasted.value; // holds the code: cleared at once
+    pasted.value = "";
+    if (!f) return;
+    if (!text.trim()) return say("Paste the address of the page the sign-in tab ended on first.", true);
+    if (f.kernel) return tell(model, { type: "paste", flow: f.id, pasted: text }), say("Checking the sign-in…");
+    say("Checking the sign-in…");
+    api("flows/" + f.id + "/code", { pasted: text }).then((r) => {
+      if (!r.ok) return say(r.data.message || `The sign-in could not be finished (HTTP ${r.status}): log in again.`, true);
+      if (!f.mailbox) poll(f); // with a mailbox the kernel is following this login and claims it
+    }, () => say("Jupyter could not be reached to finish the sign-in: try again.", true));
   }
 
   function tick(f) {
@@ -301,7 +357,16 @@ function render({ model, el }) {
   }
 
   const onKernelMessage = (msg) => {
-    if (msg?.type === "flow_ended" && flow && msg.flow === flow.id) stopFlow(), update(), login.focus();
+    if (!flow || msg?.flow !== flow.id) return;
+    if (msg.type === "flow_ended") {
+      if (flow.kernel && flow.tab && !flow.tab.closed && !flow.url) flow.tab.close(); // still blank: nothing to see
+      stopFlow(), update(), login.focus();
+    } else if (msg.type === "authorize" && typeof msg.url === "string" && /^https?:\/\//.test(msg.url)) {
+      flow.url = link.href = msg.url;
+      link.textContent = flow.tab ? "Open the Speckle sign-in page again" : "Open the Speckle sign-in page";
+      if (flow.tab && !flow.tab.closed) flow.tab.location.href = msg.url;
+      update();
+    }
   };
   const onStale = () => ((stale = true), stopFlow(), update());
   const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until".split(" ");
@@ -321,12 +386,14 @@ function render({ model, el }) {
   model.on("comm:close", onStale);
   server.addEventListener("input", update);
   server.value = get("server_url");
+  server.placeholder = get("default_server") || "app.speckle.systems";
   extension().then((status) => {
     ext = status;
     servers.replaceChildren(...(ext?.servers || []).map((s) => h("option", { value: s.url, label: s.name || s.url })));
     if (ext && !server.value) server.value = ext.default_server || ext.servers[0]?.url || "";
-    if (!ext && refusedWith) noExt.textContent = `Jupyter refused the Speckle login (HTTP ${refusedWith}): reload this `
-      + "page to try again; meanwhile use a personal access token, a desktop account or SPECKLE_TOKEN.";
+    if (!ext && refusedWith) noExt.textContent = `Jupyter refused the Speckle login extension here (HTTP ${refusedWith}), `
+      + "so this kernel signs you in through Speckle's connector app; a personal access token, a desktop account or "
+      + "SPECKLE_TOKEN work too. Reloading the page may bring the extension back.";
     update();
   });
   update();

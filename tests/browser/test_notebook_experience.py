@@ -48,7 +48,7 @@ def test_run_all_waits_for_the_sign_in(open_notebook: Any) -> None:
     run_all(session)
     panel = PanelUI(ui, 0)
     panel.wait_shown()
-    expect(panel.status).to_contain_text("login() waits for you to sign in until")
+    expect(panel.status).to_contain_text("The next cells run once you have signed in (login() waits until")
     assert output_text(session, 1) == ""  # the next cell has not run: it waits behind login()
     screenshot(panel, f"{stack.frontend}-run-all-waiting.png")
 

@@ -6,6 +6,7 @@ a verbose traceback (IPython's `%xmode Verbose`) shows none of them.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
 __all__ = ["Client", "direct_refresher"]
 
 _STILL_VALID = "query SpeckleNbAuthCheck { activeUser { id } }"
+_log = logging.getLogger("speckle_nb_auth.client")
 
 
 def direct_refresher(http: httpx.Client, server: str, app_id: str, app_secret: str) -> Refresher:
@@ -244,5 +246,10 @@ class Client:
             self._on_refresh(new)
         try:
             call(self._plain, protocol.logout(self._url, old.token, old.refresh_token))
-        except SpeckleAuthError:
-            pass  # best effort: the new pair works either way
+        except SpeckleAuthError as err:
+            # Speckle's logout finds the refresh token through the access token, which a refresh caused by the
+            # 403 finds already gone: the old refresh token then stays valid (see docs/design-notes.md). The
+            # new pair works either way.
+            _log.debug("After a refresh on %s the old token pair could not be retired (%s): its refresh token "
+                       "stays valid until it expires or the app is revoked in Speckle's settings",
+                       self._url, err.code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from typing import Any
@@ -148,6 +149,50 @@ def test_retiring_a_live_old_pair_kills_its_refresh_token(emulator: Any) -> None
             refresher(pair)
         with Client(emulator.url, new.token) as client:
             assert client.user.id
+
+
+def test_after_a_refresh_caused_by_the_403_the_old_refresh_token_stays_valid_and_the_log_says_so(
+    emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rotation, honestly: the token the 403 rejected is already gone, Speckle's logout stops at it (400), so the
+    retirement cannot reach the old refresh token. It stays valid; a debug line says so, with no secret."""
+    creds = emulator.credentials
+    pair = oauth_pair(emulator)
+    with httpx.Client() as plain:
+        refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
+        with Client(emulator.url, pair.token, pair.refresh_token, refresher=refresher) as client:
+            revoke_token_only(emulator, pair.token)
+            with caplog.at_level(logging.DEBUG, logger="speckle_nb_auth.client"):
+                client.graphql("{ activeUser { id } }")
+            new = client.token_pair
+        lines = [r.getMessage() for r in caplog.records if r.name == "speckle_nb_auth.client"]
+        assert len(lines) == 1 and "could not be retired (logout_failed)" in lines[0], lines
+        assert "refresh token stays valid" in lines[0] and emulator.url in lines[0]
+        for secret in (pair.token, pair.refresh_token, new.token, new.refresh_token, creds["app_secret"]):
+            assert secret and secret not in caplog.text
+        still = refresher(pair)  # the old refresh token still refreshes: Speckle's API offers no way to retire it
+        assert still.token != new.token
+
+
+def test_a_refresh_while_the_old_token_lives_retires_the_old_pair(
+    emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The case where the retirement works: the old token still exists when the new pair arrives (a refresh
+    before Speckle rejected the token), so the logout kills the old pair, its refresh token included."""
+    creds = emulator.credentials
+    pair = oauth_pair(emulator)
+    with httpx.Client() as plain:
+        refresher = direct_refresher(plain, emulator.url, creds["app_id"], creds["app_secret"])
+        with Client(emulator.url, pair.token, pair.refresh_token, refresher=refresher) as client:
+            with caplog.at_level(logging.DEBUG, logger="speckle_nb_auth.client"):
+                client._auth.refresh_after(client.token_pair)  # renew before the token is rejected
+            assert client.token_pair.token != pair.token
+            assert client.graphql("{ activeUser { id } }")["activeUser"]["id"] == client.user.id
+        assert not [r for r in caplog.records if r.name == "speckle_nb_auth.client"]
+        with pytest.raises(RefreshRejected):
+            refresher(pair)
+        with pytest.raises(InvalidToken):
+            Client(emulator.url, pair.token)
 
 
 def test_refresh_from_app_credentials_in_the_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,7 @@ from ._config import SpeckleServer, find_server, read_servers, redirect_uri_prob
 from ._flows import FlowStore
 from ._handlers import PREFIX, routes
 from ._logins import Logins, check_redirect_uris
+from ._relay import Relay, public_prefix_problem, relay_routes
 
 __all__ = ["SpeckleAuthApp"]
 
@@ -55,6 +56,7 @@ class SpeckleAuthApp(ExtensionApp):
 
     # Set once the settings are made: a start that failed before then has nothing to check or close.
     http_client: httpx.AsyncClient | None = None
+    relay: Relay | None = None
     _redirect_check: asyncio.Future[Any] | None = None
 
     # Not List(Dict()): a wrong entry is reported and skipped, instead of failing the whole extension.
@@ -111,6 +113,26 @@ class SpeckleAuthApp(ExtensionApp):
         unencrypted).""",
     ).tag(config=True)
 
+    login_service_url = Unicode(
+        help="""On a JupyterHub: the internal URL of the hub's Speckle login service (`python -m
+        speckle_nb_auth.hub`, set up by `speckle_nb_auth.hub.configure`), which holds the app secrets. When set,
+        this server holds none: the sign-in tab goes to the service, and the exchange, the claim and the refresh
+        are forwarded to it with this server's JupyterHub API token. Defaults to SPECKLE_AUTH_SERVICE_URL.""",
+    ).tag(config=True)
+
+    login_service_prefix = Unicode(
+        help="""Where browsers reach the login service: its public path on the hub (or a URL). Defaults to
+        SPECKLE_AUTH_SERVICE_PREFIX, else /services/speckle-auth/.""",
+    ).tag(config=True)
+
+    @default("login_service_url")
+    def _login_service_url_from_environment(self) -> str:
+        return os.environ.get("SPECKLE_AUTH_SERVICE_URL", "").strip()
+
+    @default("login_service_prefix")
+    def _login_service_prefix_from_environment(self) -> str:
+        return os.environ.get("SPECKLE_AUTH_SERVICE_PREFIX", "").strip() or "/services/speckle-auth/"
+
     @default("servers")
     def _servers_from_environment(self) -> list[dict[str, Any]]:
         url = os.environ.get("SPECKLE_SERVER", "").strip()
@@ -159,13 +181,15 @@ class SpeckleAuthApp(ExtensionApp):
             entries, allow_http=self.allow_http, redirect_problem=redirect_problem, public_app=self.public_app
         )
         problems += server_problems
+        self._warn_about_secret_on_hub()
         self._hide_secrets_from_kernels()
         default_server = self._default_server(servers, problems)
+        http_client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        relay = self._make_relay(http_client, problems)
         for problem in problems:
             self.log.error("Speckle login configuration: %s", problem)
         for warning in self._secrets_in_debug_log():
             self.log.warning("Speckle login configuration: %s", warning)
-        http_client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
         self.logins = Logins(
             servers,
             default_server,
@@ -176,6 +200,10 @@ class SpeckleAuthApp(ExtensionApp):
             log=self.log,
         )
         self.http_client = http_client
+        self.relay = relay
+        if relay is not None:
+            self.log.info("Speckle login: through the hub's login service at %s", relay.service_url)
+            return
         oauth = [server.url for server in servers if server.oauth]
         self.log.info(
             "Speckle login: %d server(s) configured, OAuth login for %s",
@@ -183,14 +211,46 @@ class SpeckleAuthApp(ExtensionApp):
             ", ".join(oauth) or "none",
         )
 
-    def _hide_secrets_from_kernels(self) -> None:
-        """Kernels inherit this process's environment: once read, app secrets leave it, so only this process
-        holds them (a `%env` in a notebook would otherwise print them into its outputs)."""
-        names = {"SPECKLE_APP_SECRET"} | {
+    def _make_relay(self, client: httpx.AsyncClient, problems: list[str]) -> Relay | None:
+        if not self.login_service_url:
+            return None
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "").strip()
+        problem = public_prefix_problem(self.login_service_prefix)
+        if not token:
+            problem = "this server has no JUPYTERHUB_API_TOKEN to authenticate to it with (is it run by JupyterHub?)"
+        if problem:
+            problems.append(f"the Speckle login service at {self.login_service_url} is not used: {problem}.")
+            return None
+        return Relay(self.login_service_url, self.login_service_prefix, token, client)
+
+    def _warn_about_secret_on_hub(self) -> None:
+        """Under JupyterHub every user's code runs as the Unix user of their server, and reads the environment
+        it started with (/proc/<pid>/environ) whatever is later removed from os.environ."""
+        if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+            return
+        named = [name for name in self._secret_variables() if os.environ.get(name)]
+        configured = self.config.get("SpeckleAuthApp", {}).get("servers") or []
+        written = any(isinstance(entry, dict) and entry.get("app_secret") for entry in configured)
+        if not named and not written:
+            return
+        where = f"in its environment ({', '.join(sorted(named))})" if named else "in its configuration"
+        self.log.warning(
+            "Speckle login: this Jupyter server runs under JupyterHub with a Speckle app secret %s, and every "
+            "user who can run code here can read it (the server's original environment stays readable in "
+            "/proc). Keep the secret in the hub's Speckle login service instead: "
+            "speckle_nb_auth.hub.configure(c, ...) in jupyterhub_config.py.", where,
+        )
+
+    def _secret_variables(self) -> set[str]:
+        return {"SPECKLE_APP_SECRET"} | {
             entry["app_secret_env"] for entry in self.servers
             if isinstance(entry, dict) and isinstance(entry.get("app_secret_env"), str)
         }
-        for name in names:
+
+    def _hide_secrets_from_kernels(self) -> None:
+        """Kernels inherit this process's environment: once read, app secrets leave it, so only this process
+        holds them (a `%env` in a notebook would otherwise print them into its outputs)."""
+        for name in self._secret_variables():
             os.environ.pop(name, None)
 
     def _secrets_in_debug_log(self) -> list[str]:
@@ -230,11 +290,11 @@ class SpeckleAuthApp(ExtensionApp):
         return server
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(routes())
+        self.handlers.extend(routes() if self.relay is None else relay_routes(routes()))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        if self.http_client is None:
-            return  # its configuration failed, which Jupyter has logged
+        if self.http_client is None or self.relay is not None:
+            return  # its configuration failed, which Jupyter has logged; or the hub's service holds the apps
         # in the background: start-up never waits for a Speckle server, and the check never raises
         self._redirect_check = asyncio.ensure_future(asyncio.gather(
             check_redirect_uris(self.http_client, self.logins.servers, self.callback_uri(), self.log),

@@ -1,10 +1,17 @@
-"""The README's first command: a local Speckle emulator and JupyterLab set up for it, on the quickstart notebook.
+"""The README's first command: a local Speckle emulator and JupyterLab on the quickstart notebook.
 
-Nothing leaves this machine: both servers bind 127.0.0.1. Ctrl-C stops both.
+By default nothing is set up but the server's address (`SPECKLE_SERVER`): "Log in with Speckle" goes through
+Speckle's public connector app, as it would on app.speckle.systems. `--registered-app` configures the emulator's
+seeded app instead (`SPECKLE_APP_ID`, `SPECKLE_APP_SECRET`, `SPECKLE_REDIRECT_URI`), what an admin sets up for
+narrow scopes or JupyterHub.
+
+Nothing leaves this machine: both servers bind 127.0.0.1. Ctrl-C stops both; when one stops on its own the demo
+says which and stops the other.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -16,9 +23,21 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent
+# A developer's own Speckle settings would hide what the demo shows (a token signs in without the panel).
+SPECKLE_VARIABLES = ("SPECKLE_TOKEN", "SPECKLE_SERVER", "SPECKLE_APP_ID", "SPECKLE_APP_SECRET",
+                     "SPECKLE_REDIRECT_URI")
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
 
 
 def free_port() -> int:
@@ -27,11 +46,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 and on ::1 (the browser may resolve `localhost` to either), and never Speckle's
+    desktop service port 29363, so the demo's connector app cannot collide with a real Speckle install."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", port))
+        except OSError as err:
+            if err.errno == 99:  # EADDRNOTAVAIL: no IPv6 loopback here, so 127.0.0.1 is all that matters
+                return port
+            continue
+        return port
+
+
+def wait_until_up(url: str, server: Server, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[2]} stopped before it was ready; its log: {log}")
+        if server.proc.poll() is not None:
+            raise SystemExit(f"The {server.name} stopped before it was ready; its log: {server.log}")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - a loopback URL we built
                 return
@@ -39,78 +73,131 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
             return  # it answered: it is up
         except OSError:
             time.sleep(0.3)
-    raise SystemExit(f"{proc.args[2]} was not ready after {timeout:.0f} s; its log: {log}")
+    raise SystemExit(f"The {server.name} was not ready after {timeout:.0f} s; its log: {server.log}")
+
+
+def start(name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Server:
+    return Server(name, subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT), log)
+
+
+def lab_environment(creds: dict[str, object], workdir: Path, registered_app: bool, keyring_file: Path
+                    ) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in SPECKLE_VARIABLES}
+    env.update(
+        SPECKLE_SERVER=str(creds["url"]),
+        JUPYTER_CONFIG_DIR=str(workdir / "config"),
+        # DEMO ONLY: "Remember me" stores into a plain file in the demo's folder (scripts/demo_keyring.py).
+        PYTHON_KEYRING_BACKEND="demo_keyring.DemoKeyring",
+        SPECKLE_DEMO_KEYRING_FILE=str(keyring_file),
+        PYTHONPATH=os.pathsep.join(p for p in (str(SCRIPTS), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    if registered_app:
+        env.update(SPECKLE_APP_ID=str(creds["app_id"]), SPECKLE_APP_SECRET=str(creds["app_secret"]),
+                   SPECKLE_REDIRECT_URI=str(creds["redirect_url"]))
+    return env
+
+
+def instructions(url: str, creds: dict[str, object], workdir: Path, registered_app: bool, keyring_file: Path,
+                 creds_file: Path) -> str:
+    users = creds["users"]
+    assert isinstance(users, list)
+    first, second = users[0], users[1]
+    if registered_app:
+        how = ("  Signing in with the emulator's registered app (SPECKLE_APP_ID, SPECKLE_APP_SECRET and\n"
+               "  SPECKLE_REDIRECT_URI are set for JupyterLab, as an admin would set them).\n")
+        consent = ", then click 'Authorize'"
+        other = "  Without --registered-app the demo shows the sign-in with nothing set up.\n"
+    else:
+        how = ("  Nothing is set up but SPECKLE_SERVER: 'Log in with Speckle' uses Speckle's public connector app,\n"
+               f"  which sends your browser back to {creds['connector_redirect_url']} (a free port, so a Speckle\n"
+               "  desktop service on this machine is left alone).\n")
+        consent = ""
+        other = ("  To try a registered app (narrow scopes, JupyterHub), stop this demo and run the one that sets\n"
+                 "  SPECKLE_APP_ID, SPECKLE_APP_SECRET and SPECKLE_REDIRECT_URI: .venv/bin/python scripts/demo.py "
+                 "--registered-app\n")
+    return (
+        f"\nspeckle-nb-auth demo is running (Ctrl-C stops it). Logs are in {workdir}\n\n"
+        f"  1. Open JupyterLab:   {url}\n"
+        "  2. Run > Run All Cells; the first cell waits while you click 'Log in with Speckle' in its panel.\n"
+        f"  3. In the new tab sign in to the local Speckle emulator ({creds['url']}) as\n"
+        f"       {first['email']}  password {first['password']}\n"
+        f"     (or {second['email']}  password {second['password']}){consent}.\n"
+        "  4. Back in the notebook the other cells run: `speckle` is your signed-in client.\n\n"
+        + how
+        + "\n"
+        f"  A personal access token for the panel's token field is in {creds_file}.\n"
+        f"  'Remember me' works here with a DEMO-ONLY keyring: a plain file, {keyring_file},\n"
+        "  deleted when the demo stops (a real machine uses its OS keyring).\n\n"
+        + other
+    )
+
+
+def watch(servers: list[Server]) -> int:
+    """Wait until a server stops on its own; say which (and where its log is). The exit status for the demo."""
+    while True:
+        for server in servers:
+            code = server.proc.poll()
+            if code is not None:
+                others = " and ".join(s.name for s in servers if s is not server)
+                print(f"\nThe {server.name} stopped on its own (exit status {code}); its log: {server.log}\n"
+                      f"Stopping the {others}.", file=sys.stderr, flush=True)
+                return 1
+        time.sleep(0.3)
 
 
 def _stop(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--registered-app", action="store_true",
+                        help="sign in with the emulator's registered app instead of Speckle's public connector app")
+    options = parser.parse_args(argv)
     # Ctrl-C and SIGTERM both stop the demo, also when it was started with SIGINT ignored (in the background).
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="speckle-nb-auth-demo-"))
+    keyring_file = workdir / "demo-only-keyring.json"
     lab_port = free_port()
     creds_file = workdir / "emulator.json"
     emulator_port = free_port()
-    emulator_log = workdir / "emulator.log"
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "speckle_nb_auth.emulator", "--port", str(emulator_port),
-         "--redirect-url", f"http://127.0.0.1:{lab_port}/speckle-auth/callback",
-         "--credentials-file", str(creds_file)],
-        stdout=emulator_log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    processes = [emulator]
+    servers: list[Server] = []
+    status = 0
     try:
-        wait_until_up(f"http://127.0.0.1:{emulator_port}/graphql", emulator, emulator_log)
+        emulator = start("Speckle emulator", [
+            sys.executable, "-m", "speckle_nb_auth.emulator", "--port", str(emulator_port),
+            "--redirect-url", f"http://127.0.0.1:{lab_port}/speckle-auth/callback",
+            "--connector-redirect-url", f"http://localhost:{free_loopback_port()}",
+            "--credentials-file", str(creds_file)], workdir / "emulator.log")
+        servers.append(emulator)
+        wait_until_up(f"http://127.0.0.1:{emulator_port}/graphql", emulator)
         creds = json.loads(creds_file.read_text())
         jupyter_token = secrets.token_hex(16)
-        env = {
-            **os.environ,
-            "SPECKLE_SERVER": creds["url"],
-            "SPECKLE_APP_ID": creds["app_id"],
-            "SPECKLE_APP_SECRET": creds["app_secret"],
-            "JUPYTER_CONFIG_DIR": str(workdir / "config"),
-        }
-        lab_log = workdir / "jupyterlab.log"
-        lab = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={lab_port}",
-             "--port-retries=0", f"--IdentityProvider.token={jupyter_token}", f"--ServerApp.root_dir={ROOT}",
-             "--LabApp.news_url=", "--allow-root"],
-            env=env, stdout=lab_log.open("wb"), stderr=subprocess.STDOUT,
-        )
-        processes.append(lab)
-        wait_until_up(f"http://127.0.0.1:{lab_port}/api/status?token={jupyter_token}", lab, lab_log)
-        users = creds["users"]
+        lab = start("JupyterLab server", [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={lab_port}",
+            "--port-retries=0", f"--IdentityProvider.token={jupyter_token}", f"--ServerApp.root_dir={ROOT}",
+            "--LabApp.news_url=", "--allow-root"],
+            workdir / "jupyterlab.log", lab_environment(creds, workdir, options.registered_app, keyring_file))
+        servers.append(lab)
+        wait_until_up(f"http://127.0.0.1:{lab_port}/api/status?token={jupyter_token}", lab)
         url = f"http://127.0.0.1:{lab_port}/lab/tree/notebooks/quickstart.ipynb?token={jupyter_token}"
-        print(
-            "\nspeckle-nb-auth demo is running (Ctrl-C stops it). Logs are in " + str(workdir) + "\n\n"
-            f"  1. Open JupyterLab:   {url}\n"
-            "  2. Run the cells; in the panel click 'Log in with Speckle'.\n"
-            f"  3. In the new tab sign in to the local Speckle emulator ({creds['url']}) as\n"
-            f"       {users[0]['email']}  password {users[0]['password']}\n"
-            f"     (or {users[1]['email']}  password {users[1]['password']}), then click 'Authorize'.\n"
-            "  4. Back in the notebook, `speckle` is your signed-in client.\n\n"
-            f"  A personal access token for the panel's PAT path is in {creds_file}.\n",
-            flush=True,
-        )
-
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        print("A server stopped on its own; stopping the demo.", file=sys.stderr)
+        print(instructions(url, creds, workdir, options.registered_app, keyring_file, creds_file), flush=True)
+        status = watch(servers)
     except KeyboardInterrupt:
-        print("\nStopping the emulator and JupyterLab...", flush=True)
+        print("\nStopping the Speckle emulator and the JupyterLab server...", flush=True)
     finally:
-        for proc in reversed(processes):
-            if proc.poll() is None:
-                proc.terminate()  # both servers stop cleanly on SIGTERM
-        for proc in processes:
+        for server in reversed(servers):
+            if server.proc.poll() is None:
+                server.proc.terminate()  # both servers stop cleanly on SIGTERM
+        for server in servers:
             try:
-                proc.wait(15)
+                server.proc.wait(15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                server.proc.kill()
+        keyring_file.unlink(missing_ok=True)  # the demo-only keyring holds tokens in plain text
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

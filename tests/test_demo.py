@@ -1,28 +1,75 @@
-"""The README's first command: the demo starts the emulator and JupyterLab on the quickstart, says where to click,
-and Ctrl-C stops both."""
+"""The README's first command: the demo starts the emulator and JupyterLab on the quickstart with nothing set up
+but the server's address, says where to click and how to try a registered app, offers a demo-only keyring, stops
+both servers on Ctrl-C, and names the server that stopped when one does."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+DESKTOP_SERVICE_PORT = 29363  # Speckle's desktop connectors listen here: the demo must not
 
 
-def test_demo_starts_both_servers_and_stops_cleanly_on_ctrl_c() -> None:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py")], stdout=subprocess.PIPE,
+@dataclass
+class Demo:
+    proc: subprocess.Popen[str]
+    text: str
+    lab: str  # the quickstart's URL, with the Jupyter token
+    emulator: str
+
+    @property
+    def base(self) -> str:
+        return self.lab.split("/lab/")[0]
+
+    @property
+    def jupyter_token(self) -> str:
+        return self.lab.rsplit("token=", 1)[1]
+
+    def child(self, marker: str) -> int:
+        """The pid of the demo's server process whose command line holds `marker`."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        for pid in children:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " "):
+                return int(pid)
+        raise AssertionError(f"no child process of the demo runs {marker}")
+
+    def environment(self, pid: int) -> dict[str, str]:
+        pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+        return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+    def status(self) -> dict[str, object]:
+        answer = httpx.get(f"{self.base}/speckle-auth/status",
+                           headers={"Authorization": f"token {self.jupyter_token}"}, trust_env=False)
+        return dict(answer.json())
+
+    def rest(self, timeout: float = 30) -> str:
+        """Everything the demo prints until it exits."""
+        assert self.proc.stdout is not None
+        out, _ = self.proc.communicate(timeout=timeout)
+        return out
+
+
+@contextmanager
+def running_demo(*args: str) -> Iterator[Demo]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert proc.stdout is not None
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any("Authorize" in line for line in lines):
+        # the last line of the instructions says how to try the other kind of app
+        while time.monotonic() < deadline and not any("--registered-app" in line for line in lines):
             line = proc.stdout.readline()
             assert line, "the demo stopped early:\n" + "".join(lines)
             lines.append(line)
@@ -30,22 +77,85 @@ def test_demo_starts_both_servers_and_stops_cleanly_on_ctrl_c() -> None:
         lab = re.search(r"(http://127\.0\.0\.1:\d+/lab/tree/notebooks/quickstart\.ipynb\?token=\w+)", text)
         emulator = re.search(r"Speckle emulator \((http://127\.0\.0\.1:\d+)\)", text)
         assert lab and emulator, text
-        assert "ada@example.com" in text and "Log in with Speckle" in text
-        assert httpx.get(lab.group(1)).status_code == 200
-        token = lab.group(1).rsplit("token=", 1)[1]
-        base = lab.group(1).split("/lab/")[0]
-        status = httpx.get(f"{base}/speckle-auth/status", headers={"Authorization": f"token {token}"}).json()
-        assert status["default_server"] == emulator.group(1) and status["servers"][0]["oauth"] is True
-        # When: Ctrl-C
-        proc.send_signal(signal.SIGINT)
-        # Then: both servers are gone and the demo exits
-        assert proc.wait(30) == 0
-        for url in (lab.group(1), emulator.group(1) + "/graphql"):
-            try:
-                httpx.get(url, timeout=2)
-            except httpx.TransportError:
-                continue
-            raise AssertionError(f"{url} still answers after Ctrl-C")
+        yield Demo(proc, text, lab.group(1), emulator.group(1))
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+
+
+def assert_gone(*urls: str) -> None:
+    for url in urls:
+        try:
+            httpx.get(url, timeout=2, trust_env=False)
+        except httpx.TransportError:
+            continue
+        raise AssertionError(f"{url} still answers after the demo stopped")
+
+
+def test_the_demo_needs_nothing_set_up_and_ctrl_c_stops_both_servers() -> None:
+    with running_demo() as demo:
+        text = demo.text
+        assert "ada@example.com" in text and "Log in with Speckle" in text and "Run All" in text
+        assert "Authorize" not in text  # the connector app is trusted: no consent page to click through
+        assert httpx.get(demo.lab, trust_env=False).status_code == 200  # the quickstart is served
+        # no app configured: only the server's address; "Log in with Speckle" goes through the public app
+        status = demo.status()
+        assert status["default_server"] == demo.emulator
+        servers = status["servers"]
+        assert isinstance(servers, list) and len(servers) == 1
+        assert (servers[0]["url"], servers[0]["oauth"], servers[0]["app"]) == (demo.emulator, True, "public")
+        lab_env = demo.environment(demo.child("jupyterlab"))
+        assert lab_env["SPECKLE_SERVER"] == demo.emulator
+        assert not {"SPECKLE_APP_ID", "SPECKLE_APP_SECRET", "SPECKLE_REDIRECT_URI", "SPECKLE_TOKEN"} & set(lab_env)
+        # the connector app sends the browser to a free loopback port, never the desktop service's
+        connector = re.search(r"sends your browser back to (http://localhost:(\d+))", text)
+        assert connector, text
+        assert int(connector.group(2)) != DESKTOP_SERVICE_PORT
+        sca = httpx.post(f"{demo.emulator}/graphql", json={"query": '{ app(id: "sca") { redirectUrl } }'},
+                         trust_env=False).json()
+        assert sca["data"]["app"]["redirectUrl"].rstrip("/") == connector.group(1)
+        # how to try a registered app
+        assert "scripts/demo.py --registered-app" in text and "SPECKLE_APP_ID" in text
+        # "Remember me": a demo-only keyring in the demo's folder, which a kernel of this JupyterLab can use
+        keyring_file = Path(lab_env["SPECKLE_DEMO_KEYRING_FILE"])
+        assert "DEMO-ONLY keyring" in text and str(keyring_file) in text
+        assert keyring_file.parent.name.startswith("speckle-nb-auth-demo-")
+        kernel_like = subprocess.run(
+            [sys.executable, "-c",
+             "from speckle_nb_auth import _credentials\n"
+             "kr = _credentials._keyring()\n"
+             "kr.set_password('speckle-nb-auth-demo-test', 'someone', 'remembered')\n"
+             "print(type(kr.get_keyring()).__name__, kr.get_password('speckle-nb-auth-demo-test', 'someone'))"],
+            env=lab_env, capture_output=True, text=True, check=True)
+        assert kernel_like.stdout.split() == ["DemoKeyring", "remembered"]
+        assert keyring_file.stat().st_mode & 0o777 == 0o600
+        # When: Ctrl-C
+        demo.proc.send_signal(signal.SIGINT)
+        # Then: both servers are gone, the demo exits cleanly, and the plain-text keyring is deleted
+        assert demo.proc.wait(30) == 0
+        assert_gone(demo.lab, demo.emulator + "/graphql")
+        assert not keyring_file.exists()
+
+
+def test_the_registered_app_demo_and_a_server_that_stops_is_named() -> None:
+    with running_demo("--registered-app") as demo:
+        status = demo.status()
+        assert status["servers"][0]["app"] == "registered"  # type: ignore[index]
+        assert "Authorize" in demo.text and "Without --registered-app" in demo.text
+        # When: the emulator dies on its own
+        os.kill(demo.child("speckle_nb_auth.emulator"), signal.SIGKILL)
+        # Then: the demo names it, stops JupyterLab and exits with a failure
+        out = demo.rest()
+        assert demo.proc.returncode == 1
+        assert "The Speckle emulator stopped on its own" in out and "Stopping the JupyterLab server" in out, out
+        assert_gone(demo.lab)
+
+
+def test_jupyter_stopping_on_its_own_is_named_too() -> None:
+    with running_demo() as demo:
+        os.kill(demo.child("jupyterlab"), signal.SIGKILL)
+        out = demo.rest()
+        assert demo.proc.returncode == 1
+        assert "The JupyterLab server stopped on its own" in out and "Stopping the Speckle emulator" in out, out
+        assert_gone(demo.emulator + "/graphql")

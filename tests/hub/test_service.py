@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from jupyter_ui import LOOPBACK, free_port, http_client, poll, write_notebook
@@ -30,6 +30,10 @@ LOGIN_CELL = "from speckle_nb_auth import login\nlogin(wait=False)"
 EMAIL_CELL = "print(speckle.user.email)"
 EXISTS_CELL = "print('speckle' in globals())"
 PROBE_CELL = "import secret_probe\nsecret_probe.run({out!r})"
+RENEW_CELL = (  # the token stops working (logged out, as an expired one) while the cell runs: the client renews it
+    "import httpx\nhttpx.post(speckle.server.url + '/auth/logout', json={'token': speckle._auth.pair.token})\n"
+    "print(speckle.graphql('{ activeUser { email } }')['activeUser']['email'])"
+)
 REFRESH_TOKEN_CELL = (  # leaves the kernel's refresh token where only this user and root can read it
     "import os, pathlib\np = pathlib.Path({out!r})\np.write_text(speckle._auth.pair.refresh_token)\n"
     "os.chmod(p, 0o600)"
@@ -122,7 +126,7 @@ def test_two_users_sign_in_through_the_service_and_cannot_act_for_each_other(
 ) -> None:
     hub = service_hub
     ada, grace = hub.emulator.credentials["users"][:2]
-    alice, bob = open_panels(people, [LOGIN_CELL, EMAIL_CELL, EXISTS_CELL, ""])
+    alice, bob = open_panels(people, [LOGIN_CELL, EMAIL_CELL, EXISTS_CELL, "", ""])
     assert alice.panel is not None and bob.panel is not None
 
     # alice starts a login; Speckle's redirect (the one registered URL, with her code) is held
@@ -165,11 +169,15 @@ def test_two_users_sign_in_through_the_service_and_cannot_act_for_each_other(
     assert bob.ui.run_cell(1).strip() == grace["email"], bob.diagnostics()
     expect(alice.panel.user_name).to_have_text(ada["name"])
 
-    # refresh: alice's refresh token works for alice's server only
+    # a refresh from a running cell goes kernel -> her server -> the service
+    refreshes = hub.emulator.requests_seen("/auth/token")
+    set_cell(alice, 3, RENEW_CELL)
+    assert alice.ui.run_cell(3).strip() == ada["email"], alice.diagnostics()
+    assert hub.emulator.requests_seen("/auth/token") == refreshes + 1
+    # and her refresh token works for alice's server only
     out = str(hub.home("alice") / "refresh-token")
-    alice.ui.cell(3).click()
-    set_cell(alice, 3, REFRESH_TOKEN_CELL.format(out=out))
-    alice.ui.run_cell(3)
+    set_cell(alice, 4, REFRESH_TOKEN_CELL.format(out=out))
+    alice.ui.run_cell(4)
     refresh_token = Path(out).read_text()
     body = {"server_url": hub.emulator.url, "refresh_token": refresh_token}
     for direct in (False, True):
@@ -177,6 +185,8 @@ def test_two_users_sign_in_through_the_service_and_cannot_act_for_each_other(
         assert refused.status_code == 403 and refused.json()["error"] == "not_yours", refused.text
     renewed = alice.relay("POST", "refresh", body)
     assert renewed.status_code == 200 and renewed.json()["token"], renewed.status_code
+    code = parse_qs(urlsplit(callback).query)["access_code"][0]
+    assert code not in hub.log_path.read_text(), "the access code is in the hub's (or the service's) log"
 
 
 def speckle_sign_in_and_wait(tab: Any, user: dict[str, str], person: Person) -> None:

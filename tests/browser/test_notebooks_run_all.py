@@ -1,6 +1,6 @@
-"""Every notebook of notebooks/ as a newcomer runs it in `make demo`: JupyterLab in headless Chromium with nothing
-set up but `SPECKLE_SERVER`, **Run All**, a click on "Log in with Speckle" and a sign-in on the emulator's page
-while `login()` waits, then every cell has run and none shows an error."""
+"""Every notebook of notebooks/ as a newcomer runs it in `make demo`: JupyterLab (and Notebook 7) in headless
+Chromium with nothing set up but `SPECKLE_SERVER`, **Run All**, a click on "Log in with Speckle" and a sign-in on
+the emulator's page while `login()` waits, then every cell has run and none shows an error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Session, Stack
+from conftest import FRONTENDS, Session, Stack
 from jupyter_ui import JupyterServer, NotebookUI, PanelUI, SecretLedger, free_port, record_speckle_auth_traffic
 from loopback_helpers import free_port as free_loopback_port
 from playwright.sync_api import expect
@@ -43,18 +43,19 @@ _CODE_CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets
                      .map((out) => out.ename + ': ' + out.evalue)}))"""
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The demo's set-up: JupyterLab with only SPECKLE_SERVER, the emulator's connector app on a free port."""
+@pytest.fixture(scope="module", params=FRONTENDS)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The demo's set-up: Jupyter with only SPECKLE_SERVER, the emulator's connector app on a free port."""
     from speckle_nb_auth.emulator import Emulator
 
-    tmp = tmp_path_factory.mktemp("run-all-lab")
+    frontend = request.param
+    tmp = tmp_path_factory.mktemp(f"run-all-{frontend}")
     with Emulator(host="127.0.0.1", port=0, connector_redirect_url=f"http://localhost:{free_loopback_port()}") as emu:
-        server = JupyterServer("lab", root_dir=tmp / "root", tmp=tmp, extra_env={"SPECKLE_SERVER": emu.url},
+        server = JupyterServer(frontend, root_dir=tmp / "root", tmp=tmp, extra_env={"SPECKLE_SERVER": emu.url},
                                port=free_port())
         server.start()
         try:
-            yield Stack("lab", emu, server)
+            yield Stack(frontend, emu, server)
         finally:
             server.stop()
 
@@ -78,8 +79,8 @@ def open_copy(stack: Stack, browser: Any) -> Iterator[Callable[[Path], Session]]
         ledger.watch(context)
         record_speckle_auth_traffic(context, problems)
         url = jupyter.notebook_url(name, workspace=f"w{secrets.token_hex(4)}")
-        page.goto(f"{url}&token={jupyter.token}")
-        session = Session(stack, context, page, NotebookUI(page, "lab"), copy, ledger, problems)
+        page.goto(f"{url}{'&' if '?' in url else '?'}token={jupyter.token}")
+        session = Session(stack, context, page, NotebookUI(page, stack.frontend), copy, ledger, problems)
         sessions.append(session)
         session.ui.wait_for_kernel(timeout=60)
         return session
@@ -119,7 +120,7 @@ def test_run_all_with_a_sign_in_in_between(open_copy: Callable[[Path], Session],
         sign_in_on_speckle(tab, ada)
         panel.expect_signed_in(ada["name"])
         page.wait_for_function("() => window.__runAll !== null", timeout=RUN_ALL_TIMEOUT * 1000, polling=100)
-        screenshot(panel, f"run-all-{path.stem}-signed-in.png")
+        screenshot(panel, f"{session.stack.frontend}-run-all-{path.stem}-signed-in.png")
     cells = code_cells(session)
     assert all(cell["count"] is not None for cell in cells), cells  # every cell ran
     assert [cell["errors"] for cell in cells if cell["errors"]] == [], cells

@@ -172,6 +172,12 @@ def test_after_a_refresh_caused_by_the_403_the_old_refresh_token_stays_valid_and
             assert secret and secret not in caplog.text
         still = refresher(pair)  # the old refresh token still refreshes: Speckle's API offers no way to retire it
         assert still.token != new.token
+        # what ends it: the user revokes the app's access in Speckle's settings (every token of the app goes)
+        revoke = httpx.post(f"{emulator.url}/graphql", headers={"Authorization": f"Bearer {creds['session_token']}"},
+                            json={"query": f'mutation {{ appRevokeAccess(appId: "{creds["app_id"]}") }}'})
+        assert revoke.json() == {"data": {"appRevokeAccess": True}}
+        with pytest.raises(RefreshRejected):
+            refresher(pair)
 
 
 def test_a_refresh_while_the_old_token_lives_retires_the_old_pair(

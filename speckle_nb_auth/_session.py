@@ -35,11 +35,13 @@ from . import _protocol as protocol
 from . import _registry as registry
 from . import _sources as sources
 from ._client import Client
+from ._dotenv import dotenv_notices, remember_in_dotenv
 from ._errors import NotSignedIn, RefreshRejected, SpeckleAuthError
 from ._jupyter_link import JupyterLink, find_link
 from ._protocol import Secret, TokenPair
 from ._public_app import PUBLIC_APP_ID, PUBLIC_APP_SECRET, PublicLogin, connector_app
 from ._receiver import LoopbackReceiver, PortBusy, Received, code_from_pasted
+from ._rotation import rotation_notice
 
 __all__ = ["Session", "View", "check_variable_name", "session_for"]
 
@@ -191,8 +193,12 @@ class Session:
             )
         except NotSignedIn as err:
             return f"Not signed in yet. {err.reason}" if err.reason else ""
+        notices: list[str] = []
+        path = found.candidate.path
+        if found.candidate.source == "dotenv" and path is not None:
+            notices = _quietly(lambda: dotenv_notices(path), [])
         self.commit(found.client, found.candidate.source, found.scopes.held, store=False,
-                    origin=found.candidate.description)
+                    origin=found.candidate.description, notices=notices)
         return ""
 
     def sign_in(
@@ -248,7 +254,14 @@ class Session:
         return client
 
     def commit(
-        self, client: Client, source: str, held: tuple[str, ...] | None, *, store: bool, origin: str = ""
+        self,
+        client: Client,
+        source: str,
+        held: tuple[str, ...] | None,
+        *,
+        store: bool,
+        origin: str = "",
+        notices: list[str] | None = None,
     ) -> None:
         with self.lock:
             old, self.client = self.client, client
@@ -266,6 +279,9 @@ class Session:
                     self.told_no_keyring = True
             self.remembered = remembered
             notes.insert(0, _where_from(source, origin))
+            notes.extend(notices or [])
+            if source != "oauth":  # a personal access token: remind when it is due for rotation
+                notes.append(_quietly(lambda: rotation_notice(client), None) or "")
             self._inject(client)
             for flow in self._flows.values():
                 flow.stopped = True
@@ -369,6 +385,21 @@ class Session:
                 message = "This sign-in is no longer remembered on this machine."
         self._broadcast(message)
         return message, ""
+
+    def remember_in_file(self) -> tuple[str, str]:
+        """Where no keyring works, and only when asked: keep the sign-in in a `.env` file readable by its owner
+        alone (0600), which git ignores. Returns (message, error) for the panel that asked."""
+        with self.lock:
+            client = self.client
+            if client is None:
+                return "", "Sign in first, then choose where to keep the sign-in."
+            try:
+                path = remember_in_dotenv(client.url, client.token_pair.token)
+            except (OSError, SpeckleAuthError) as err:
+                text = err.message if isinstance(err, SpeckleAuthError) else type(err).__name__
+                return "", f"The sign-in could not be saved to a .env file ({text}): it stays for this session."
+        return (f"Saved to {path}, readable only by you and ignored by git; the next login() signs in from it. "
+                "Delete the file to forget it."), ""
 
     def _pair_refreshed(self, client: Client, new: TokenPair) -> None:
         """The client renewed its pair: keep the remembered copy current."""
@@ -738,6 +769,15 @@ def _token_message(err: SpeckleAuthError, server: str, source: str) -> str:
             f"Make a new one at {server}/settings (Developer settings, Access tokens)."
         )
     return err.message
+
+
+def _quietly(make: Callable[[], Any], fallback: Any) -> Any:
+    """A note that is nice to have: a failure to make it (git missing, a token that may not read its age)
+    never stands in the way of a sign-in."""
+    try:
+        return make()
+    except Exception:  # noqa: BLE001 - see above
+        return fallback
 
 
 def _refresh_public(server: str, pair: TokenPair) -> TokenPair:

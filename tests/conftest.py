@@ -37,7 +37,9 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's Speckle credentials or desktop accounts."""
+    """No test sees the developer's Speckle credentials, desktop accounts or `.env` file (tests run in their own
+    folder: a `.env` is looked for from the working directory up)."""
     for name in ("SPECKLE_TOKEN", "SPECKLE_SERVER", "SPECKLE_APP_ID", "SPECKLE_APP_SECRET", "SPECKLE_REDIRECT_URI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SPECKLE_USERDATA_PATH", str(tmp_path / "no-desktop-accounts"))
+    monkeypatch.chdir(tmp_path)

@@ -12,6 +12,7 @@ Browser -> kernel (`model.send({type, ...})`, delivered to `on_msg` as `(widget,
     flow_done       {flow}                      the result page said that login ended: look now
     kernel_login    {flow, server?}             no extension here: the kernel signs in with the public app
     paste           {flow, pasted}              the address the sign-in tab ended on, for the kernel's login
+    remember_file                               no keyring here: keep the sign-in in a 0600, git-ignored .env
     refreshed       {id, token, refresh_token}  the answer to a kernel `refresh` request
     refresh_failed  {id, message}               the same, when the extension could not refresh
 
@@ -47,6 +48,7 @@ __all__ = [
     "FlowStarted",
     "KernelLogin",
     "Paste",
+    "RememberFile",
     "Logout",
     "OAuth",
     "Pat",
@@ -128,6 +130,11 @@ class KernelLogin:
 
 
 @dataclass(frozen=True)
+class RememberFile:
+    pass
+
+
+@dataclass(frozen=True)
 class Paste:
     flow: str
     pasted: str = field(repr=False)
@@ -146,8 +153,8 @@ class RefreshFailed:
 
 
 Message = (
-    Ready | Pat | OAuth | Desktop | Logout | Cancel | FlowStarted | FlowDone | KernelLogin | Paste | Refreshed
-    | RefreshFailed
+    Ready | Pat | OAuth | Desktop | Logout | Cancel | FlowStarted | FlowDone | KernelLogin | Paste | RememberFile
+    | Refreshed | RefreshFailed
 )
 
 
@@ -195,6 +202,8 @@ def parse(content: Any) -> Message | None:
         return FlowDone(_flow_id(content.get("flow")))
     if kind == "kernel_login":
         return KernelLogin(_flow_id(content.get("flow")), _server(content.get("server"), optional=True))
+    if kind == "remember_file":
+        return RememberFile()
     if kind == "paste":
         pasted = content.get("pasted")
         if not isinstance(pasted, str) or not pasted.strip() or len(pasted) > MAX_URL:

@@ -71,6 +71,7 @@ class LoginPanel(anywidget.AnyWidget):
     kernel_refresh = t.Bool(False, help="the kernel can refresh by itself (app credentials in its env)").tag(
         sync=True
     )
+    no_keyring = t.Bool(False, help="Remember me found no keyring: offer a .env file instead").tag(sync=True)
     panel_id = t.Unicode("", help="names this panel in mailbox messages").tag(sync=True)
     mailbox = t.Unicode("", help="the extension's mailbox the kernel reads while cells run; '' for none").tag(
         sync=True
@@ -237,6 +238,9 @@ class LoginPanel(anywidget.AnyWidget):
             session.start_kernel_login(self, message.flow, server, self._wanted)
         elif isinstance(message, msgs.Paste):
             session.paste(self, message.flow, message.pasted)
+        elif isinstance(message, msgs.RememberFile):
+            text, error = session.remember_in_file()
+            self._set(message=text, error=error, no_keyring=bool(error))
         elif isinstance(message, msgs.Refreshed):
             session.refresh_answered(message.id, message.pair, None)
         elif isinstance(message, msgs.RefreshFailed):
@@ -290,6 +294,8 @@ class LoginPanel(anywidget.AnyWidget):
                 error="",
                 message=" ".join(n for n in notes if n),
                 waiting_until=0.0,
+                no_keyring=session.told_no_keyring and not session.remembered
+                and session.source not in ("dotenv", "environment"),
                 internal_remember=session.remembered,
             )
 
@@ -315,7 +321,7 @@ class LoginPanel(anywidget.AnyWidget):
         with self._guard():
             message, error = self.session.set_remembered(bool(change["new"]))
             if error:
-                self._set(error=error, internal_remember=False)
+                self._set(error=error, internal_remember=False, no_keyring=True)
             elif message:
                 self._set(error="", message=message)
 

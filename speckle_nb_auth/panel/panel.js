@@ -143,7 +143,8 @@ function render({ model, el }) {
     <details class="snb-hint"><summary>Use this sign-in in a script</summary>
       <p>Scripts and CI sign in without this panel: set <code>SPECKLE_TOKEN</code> to a personal access token
         and <code class="snb-hint-server"></code>, then <code>speckle_nb_auth.login()</code> returns the client.</p></details></div>
-  <div class="snb-row snb-remember-row"><input id="${id}-r" class="snb-remember" type="checkbox"><label for="${id}-r">Remember me</label></div>
+  <div class="snb-row snb-remember-row"><input id="${id}-r" class="snb-remember" type="checkbox"><label for="${id}-r">Remember me</label>
+    <button type="button" class="snb-remember-file">Remember me in a .env file instead</button></div>
   <p class="snb-status" role="status" aria-live="polite"></p>
   <p class="snb-error" role="alert"></p>
 </div>`;
@@ -155,6 +156,10 @@ function render({ model, el }) {
     "pat-submit", "make-token", "desktop", "desktop-list", "requested", "out", "in", "avatar", "user-name",
     "user-email", "server-name", "variable", "scopes", "logout", "hint-server", "remember-row", "remember", "status",
     "error", "cancel"].map($);
+  const rememberFile = $("remember-file");
+  // where no keyring works, an explicit choice: a .env file only its owner can read, which git ignores
+  rememberFile.title = "Saves SPECKLE_TOKEN and SPECKLE_SERVER to a .env file readable only by you (mode 0600) and ignored by git";
+  rememberFile.onclick = () => tell(model, { type: "remember_file" });
   login.onclick = startLogin;
   cancel.onclick = cancelLogin;
   patForm.onsubmit = submitPat;
@@ -227,6 +232,7 @@ function render({ model, el }) {
     requested.textContent = `This notebook asks for the scope${asked.length === 1 ? "" : "s"}: ${asked.join(", ")}`;
     for (const b of [logout, patSubmit, ...accounts.querySelectorAll("button")]) b.disabled = busy;
     remember.checked = get("remember");
+    rememberFile.hidden = !(signed && get("no_keyring"));
     const until = get("waiting_until") * 1000;
     const kernelWaits = !signed && until > Date.now()
       ? ` The next cells run once you have signed in (login() waits until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}).` : "";
@@ -369,7 +375,7 @@ function render({ model, el }) {
     }
   };
   const onStale = () => ((stale = true), stopFlow(), update());
-  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until".split(" ");
+  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring".split(" ");
   const onChange = () => {
     const signed = get("status") === "signed_in";
     if (signed) stopFlow(); // signed in, here or some other way meanwhile

@@ -5,6 +5,7 @@ real extension) live elsewhere; these only need a Chromium binary and fail witho
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +61,7 @@ class FakeJupyter:
         self.refreshes: list[dict] = []
         self.logins: list[dict] = []
         self.state = dict(STATE)
+        self.nbclassic = False  # serve the page as nbclassic does: the base URL on <body>, no config script
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,6 +86,9 @@ class FakeJupyter:
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if url.path == "/":
                     page = PAGE.replace("__STATE__", json.dumps(fake.state))
+                    if fake.nbclassic:
+                        page = re.sub(r'<script id="jupyter-config-data".*?</script>', "", page, flags=re.S)
+                        page = page.replace("<body>", '<body data-base-url="/">')
                     return self.reply(200, page, "text/html", cookie=f"_xsrf={XSRF}; Path=/")
                 if url.path == "/panel.js":
                     return self.reply(200, ESM.read_text(), "text/javascript")
@@ -307,6 +312,14 @@ def test_without_the_extension_the_kernel_makes_the_login(open_panel, jupyter):
     assert page.input_value(".snb-paste-input") == ""  # the code does not stay on the page
     page.evaluate("(m) => window.model.emit('msg:custom', m)", {"type": "flow_ended", "flow": flow})
     assert page.is_hidden(".snb-cancel") and not page.is_disabled(".snb-login")
+
+
+def test_nbclassic_pages_find_the_extension_through_the_body(open_panel, jupyter):
+    jupyter.nbclassic = True
+    page = open_panel()
+    page.wait_for_function("!document.querySelector('.snb-login').disabled")
+    assert page.is_hidden(".snb-noext")
+    assert page.input_value(".snb-server") == "https://emu.example"  # the extension's default server
 
 
 def test_an_extension_that_refuses_is_not_called_missing(open_panel, jupyter):

@@ -11,12 +11,13 @@ const ENDED = {
 const STALE = "This panel's kernel restarted or stopped, so it no longer shows the sign-in: run its cell again.";
 
 function baseUrl() {
-  try {
-    const base = JSON.parse(document.getElementById("jupyter-config-data").textContent).baseUrl;
-    return typeof base === "string" ? base.replace(/\/?$/, "/") : null;
+  let base;
+  try { // JupyterLab, Notebook 7, Voila
+    base = JSON.parse(document.getElementById("jupyter-config-data").textContent).baseUrl;
   } catch {
-    return null; // not a Jupyter page: VS Code, Colab...
+    base = document.body?.dataset?.baseUrl; // nbclassic keeps it on <body data-base-url>
   }
+  return typeof base === "string" ? base.replace(/\/?$/, "/") : null; // null: VS Code, Colab...
 }
 
 const xsrf = () => (document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/) || [])[1] || "";

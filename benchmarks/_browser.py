@@ -72,10 +72,18 @@ def _restart_kernel(ui: NotebookUI) -> None:
 
 
 def _click_to_usable(ui: NotebookUI, context: Any, user: dict[str, str], first: bool
-                     ) -> tuple[float, float, float, float]:
+                     ) -> tuple[float, float, float, float, float]:
     """One Run All with a sign-in: seconds from the Authorize click to `speckle` usable, from the click to the
-    first byte of the extension's result page (its exchange and who-am-I done), and the kernel's repeated checks
-    (validating Client, scopes)."""
+    first byte of the extension's result page (its exchange and who-am-I done), from the click to the panel
+    telling the kernel through the mailbox that the login is done, and the kernel's repeated checks (validating
+    Client, scopes)."""
+    told: list[Any] = []
+
+    def on_request(request: Any) -> None:
+        if "/speckle-auth/mailbox/" in request.url and "flow_done" in (request.post_data or ""):
+            told.append(request)
+
+    ui.page.on("request", on_request)
     ui.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return null; }")
     panel = PanelUI(ui, 0)
     panel.wait_shown(timeout=60)
@@ -98,9 +106,11 @@ def _click_to_usable(ui: NotebookUI, context: Any, user: dict[str, str], first: 
     validate, scopes = (float(v) for v in _wait_for_line(ui, 2, "KERNEL"))
     timing = callbacks[-1].timing  # the result page closes its tab itself
     answered = (timing["startTime"] + timing["responseStart"]) / 1000
+    ui.page.remove_listener("request", on_request)
+    panel_told = told[0].timing["startTime"] / 1000
     if not tab.is_closed():
         tab.close()
-    return usable - clicked, answered - clicked, validate, scopes
+    return usable - clicked, answered - clicked, panel_told - clicked, validate, scopes
 
 
 def _floor(http: httpx.Client, url: str, creds: dict[str, Any]) -> tuple[float, float]:
@@ -138,6 +148,7 @@ def bench_browser() -> list[dict[str, Any]]:
         write_notebook(server.root_dir / "bench.ipynb", cells)
         usable: list[float] = []
         callback: list[float] = []
+        mailbox: list[float] = []
         validate: list[float] = []
         scopes: list[float] = []
         floor: list[float] = []
@@ -154,12 +165,13 @@ def bench_browser() -> list[dict[str, Any]]:
                 for run in range(WARM_UPS + RUNS):
                     if run:
                         _restart_kernel(ui)
-                    seconds, answered, kernel_validate, kernel_scopes = _click_to_usable(
+                    seconds, answered, panel_told, kernel_validate, kernel_scopes = _click_to_usable(
                         ui, context, creds["users"][0], first=run == 0)
                     floor_s, whoami_s = _floor(http, emu.url, creds)  # interleaved: drift hits both alike
                     if run >= WARM_UPS:
                         usable.append(seconds)
                         callback.append(answered)
+                        mailbox.append(panel_told)
                         validate.append(kernel_validate)
                         scopes.append(kernel_scopes)
                         floor.append(floor_s)
@@ -179,6 +191,10 @@ def bench_browser() -> list[dict[str, Any]]:
                    "extension's exchange and who-am-I) vs the floor",
          "ours_ms": median(callback) * 1e3, "p90_ms": percentile(callback, 90) * 1e3,
          "baseline_ms": floor_p50 * 1e3, "ratio": median(callback) / floor_p50, "target": "-", "ok": True},
+        {"figure": "of which: click to the panel telling the kernel the login is done (the result page's "
+                   "BroadcastChannel, the panel's mailbox POST) vs the floor",
+         "ours_ms": median(mailbox) * 1e3, "p90_ms": percentile(mailbox, 90) * 1e3,
+         "baseline_ms": floor_p50 * 1e3, "ratio": median(mailbox) / floor_p50, "target": "-", "ok": True},
         {"figure": "the kernel's repeated who-am-I (a validating Client) vs one who-am-I straight",
          "ours_ms": median(validate) * 1e3, "baseline_ms": median(whoami) * 1e3,
          "ratio": median(validate) / median(whoami), "target": "-", "ok": True},

@@ -216,6 +216,36 @@ def test_a_refresh_inside_a_running_cell_goes_through_the_link(stack, kernel):
     assert text_of(outputs).strip() == "Ada Lovelace True"
 
 
+def test_a_renewal_through_the_link_failing_under_xmode_verbose_shows_no_secret(stack, kernel):
+    """Speckle answers the extension's refresh with a 502: the cell's verbose traceback, whose every frame prints
+    its values, shows no token, refresh token, code or the Jupyter server's own token."""
+    emu, server = stack
+    run = kernel.run_in_background(f"from speckle_nb_auth import login\npanel = login(server={emu.url!r})")
+    state = kernel.panel_state()
+    post(server, state, {"type": "ready", "view": "page-of-the-test"})
+    flow, tab, challenge = start_login(emu, server)
+    post(server, state, {"type": "flow", "flow": flow, "server": emu.url})
+    code = access_code(emu, challenge)
+    tab.get(server.api_url("speckle-auth/callback"), params={"access_code": code})
+    tab.close()
+    run["thread"].join(60)
+    assert run["reply"]["status"] == "ok", text_of(run["outputs"])
+    secrets_ = {*emu.issued_secrets(), code, server.token}  # the kernel's pair among them, before it dies
+    kernel.run("%xmode Verbose")
+    emu.inject_fault("/auth/token", "error", status=502)
+    reply, outputs = kernel.run(
+        "import httpx\n"
+        f"httpx.post({emu.url + '/auth/logout'!r}, json={{'token': speckle.token_pair.token}}).raise_for_status()\n"
+        "speckle.graphql('query { activeUser { name } }')"
+    )
+    emu.clear_faults()
+    shown = text_of(outputs)
+    assert reply["status"] == "error" and "RefreshRejected" in shown, shown
+    assert "pair=TokenPair(token='…" in shown  # the frames' values were printed, masked
+    for secret in secrets_:
+        assert secret not in shown and secret[:-4] not in shown, f"a secret ({len(secret)} chars) was shown"
+
+
 def test_the_mailbox_refuses_what_is_not_a_message(stack):
     _, server = stack
     box = "b" * 32

@@ -62,6 +62,17 @@ def test_success_tells_the_panel_and_closes_the_tab() -> None:
     assert "if (true)" in html and "window.close()" in html
 
 
+@pytest.mark.parametrize(
+    ("name", "email", "shown"),
+    [("Ada Lovelace", "ada@example.org", "as Ada Lovelace (ada@example.org)."),
+     ("Ada Lovelace", "", "as Ada Lovelace."), ("", "ada@example.org", "as ada@example.org.")],
+)
+def test_a_done_login_names_the_account_it_signed_in(name: str, email: str, shown: str) -> None:
+    """Speckle sends no `state`: a login someone else completed with their own code shows as their account."""
+    html = render(flow_page(flow("done", user_name=name, user_email=email)), NONCE)
+    assert f"signed in to http://127.0.0.1:3000 {shown}" in html and "Not your account?" in html
+
+
 def test_a_failure_says_how_to_retry_and_stays_open() -> None:
     html = render(flow_page(flow("denied", message="Declined.")), NONCE)
     assert "Log in with Speckle" in html and "Declined." in html

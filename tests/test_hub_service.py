@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -256,6 +257,7 @@ def test_configure_adds_the_service_and_never_the_secret(monkeypatch: pytest.Mon
     assert service["command"][1:] == ["-m", "speckle_nb_auth.hub"]
     assert service["environment"]["SPECKLE_APP_SECRET"](None) == secret  # read when the hub starts it
     assert service["environment"]["SPECKLE_AUTH_BIND_IP"] == "0.0.0.0"
+    assert service["environment"]["SPECKLE_AUTH_STATE_FILE"] == str(Path.cwd() / "speckle-auth-owners.sqlite")
     roles = {role["name"]: role["scopes"] for role in c.JupyterHub.load_roles}
     assert roles["user"] == ["self", "read:users", "access:services!service=speckle-auth"]
     assert roles["server"] == ["users:activity!user", "access:servers!server", "access:services!service=speckle-auth"]
@@ -327,3 +329,19 @@ def test_a_users_server_relays_to_the_service_and_warns_about_a_secret_of_its_ow
     assert "every user who can run code here can read it" in text and "speckle_nb_auth.hub.configure" in text
     assert "through the hub's login service" in text
     assert misplaced not in text and claimed["token"] not in text
+
+
+def test_a_restarted_service_still_knows_to_whom_it_handed_each_refresh_token(tmp_path: Any) -> None:
+    path = tmp_path / "owners.sqlite"
+    token = secrets.token_hex(21)
+    owners = Owners(str(path))
+    owners.hand_out(token, "alice")
+    owners.close()
+    again = Owners(str(path))
+    assert again.of_refresh_token(token) == "alice" and again.of_refresh_token(secrets.token_hex(21)) is None
+    again.close()
+    assert path.stat().st_mode & 0o077 == 0
+    assert token.encode() not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    memory = Owners()
+    memory.hand_out(token, "alice")
+    assert memory.of_refresh_token(token) == "alice" and Owners().of_refresh_token(token) is None

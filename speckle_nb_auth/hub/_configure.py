@@ -43,6 +43,7 @@ def configure(
     name: str = SERVICE_NAME,
     service_url: str = DEFAULT_SERVICE_URL,
     bind_ip: str = "",
+    state_file: str | None = None,
     python: str = sys.executable,
 ) -> str:
     """Add the Speckle login service to JupyterHub's configuration `c` and return the redirect URL to register
@@ -57,7 +58,10 @@ def configure(
       secret.
 
     `public_url` is the hub's address as browsers see it (https://hub.example.org). `bind_ip` is where the
-    service listens when that is not the host of `service_url` (0.0.0.0 in a Kubernetes pod)."""
+    service listens when that is not the host of `service_url` (0.0.0.0 in a Kubernetes pod). `state_file` is where
+    the service remembers to whom it handed each refresh token (as digests), so that a restarted service still
+    renews sign-ins: by default `speckle-auth-owners.sqlite` beside the hub's own database (its working directory);
+    "" keeps that in memory only."""
     if not os.environ.get(app_secret_env):
         _log.warning("The environment variable %s (app_secret_env) is not set in this hub's environment: the "
                      "Speckle login service will offer no registered app until it is.", app_secret_env)
@@ -71,6 +75,7 @@ def configure(
         "SPECKLE_APP_ID": app_id,
         "SPECKLE_APP_SECRET": _FromHubEnvironment(app_secret_env),
         "SPECKLE_REDIRECT_URI": redirect_url,
+        "SPECKLE_AUTH_STATE_FILE": os.path.abspath("speckle-auth-owners.sqlite") if state_file is None else state_file,
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
     if bind_ip:

@@ -51,6 +51,7 @@ async def serve() -> int:
     finally:
         check.cancel()
         server.stop()
+        service.owners.close()
         await client.aclose()
     return 0
 

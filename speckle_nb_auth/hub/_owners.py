@@ -1,15 +1,23 @@
 """Who owns what in the hub's login service: each login belongs to the hub user who started it, and each refresh
-token the service handed out to the hub user it was handed to. Pure Python, bounded, in memory.
+token the service handed out to the hub user it was handed to. Pure Python and bounded.
 
-Refresh tokens are kept as their SHA-256 digests only, so this table holds nothing that signs anyone in.
+Logins live in memory, as the flows themselves do. The refresh tokens' owners can be kept in a small SQLite file,
+so that a restarted service still renews its users' sign-ins; a refresh token is kept as its SHA-256 digest only,
+so neither the memory nor the file holds anything that signs anyone in.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
+import time
 from collections import OrderedDict
 
 __all__ = ["Owners"]
+
+# Speckle's refresh tokens live 1.577e10 ms (about six months): an owner is not kept longer.
+REFRESH_LIFETIME = 1.577e7
 
 
 def _digest(token: str) -> str:
@@ -17,11 +25,17 @@ def _digest(token: str) -> str:
 
 
 class Owners:
-    def __init__(self, *, max_flows: int = 10_000, max_refresh_tokens: int = 100_000) -> None:
+    def __init__(self, path: str | None = None, *, max_flows: int = 10_000, max_refresh_tokens: int = 100_000) -> None:
         self.max_flows = max_flows
         self.max_refresh_tokens = max_refresh_tokens
         self._flows: OrderedDict[str, str] = OrderedDict()
         self._refresh: OrderedDict[str, str] = OrderedDict()
+        self._db: sqlite3.Connection | None = None
+        self._written = 0
+        if path:
+            self._db = _open(path)
+            self._db.execute("DELETE FROM refresh WHERE at < ?", (time.time() - REFRESH_LIFETIME,))
+            self._db.commit()
 
     def start(self, flow_id: str, user: str) -> None:
         _put(self._flows, flow_id, user, self.max_flows)
@@ -31,11 +45,44 @@ class Owners:
 
     def hand_out(self, refresh_token: str | None, user: str) -> None:
         """`user` now holds `refresh_token`: only they may renew with it here."""
-        if refresh_token:
-            _put(self._refresh, _digest(refresh_token), user, self.max_refresh_tokens)
+        if not refresh_token:
+            return
+        digest = _digest(refresh_token)
+        if self._db is None:
+            _put(self._refresh, digest, user, self.max_refresh_tokens)
+            return
+        self._db.execute("INSERT OR REPLACE INTO refresh (digest, user, at) VALUES (?, ?, ?)",
+                         (digest, user, time.time()))
+        self._written += 1
+        if self._written % 1000 == 0:  # bounded, without a scan per sign-in
+            self._db.execute("DELETE FROM refresh WHERE digest IN (SELECT digest FROM refresh ORDER BY at DESC "
+                             "LIMIT -1 OFFSET ?)", (self.max_refresh_tokens,))
+        self._db.commit()
 
     def of_refresh_token(self, refresh_token: str) -> str | None:
-        return self._refresh.get(_digest(refresh_token))
+        digest = _digest(refresh_token)
+        if self._db is None:
+            return self._refresh.get(digest)
+        row = self._db.execute("SELECT user FROM refresh WHERE digest = ? AND at >= ?",
+                               (digest, time.time() - REFRESH_LIFETIME)).fetchone()
+        return str(row[0]) if row else None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _open(path: str) -> sqlite3.Connection:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # created readable by the service's own user only
+    os.close(fd)
+    db = sqlite3.connect(path, isolation_level="DEFERRED")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS refresh (digest TEXT PRIMARY KEY, user TEXT NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS refresh_at ON refresh (at)")
+    db.commit()
+    return db
 
 
 def _put(table: OrderedDict[str, str], key: str, user: str, limit: int) -> None:

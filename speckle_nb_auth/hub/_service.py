@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -389,6 +390,19 @@ def service_from_environment(
     logins = Logins(servers, servers[0] if servers else None, FlowStore(lifetime=600.0, max_flows=10_000), client,
                     log=log)
     port = urlsplit(environ.get("JUPYTERHUB_SERVICE_URL", "") or "http://127.0.0.1:10101").port or 80
-    service = LoginService(logins, Owners(), prefix, port, environ.get("JUPYTERHUB_SERVICE_NAME", "speckle-auth"),
+    owners = _owners(environ.get("SPECKLE_AUTH_STATE_FILE", "").strip(), problems)
+    service = LoginService(logins, owners, prefix, port, environ.get("JUPYTERHUB_SERVICE_NAME", "speckle-auth"),
                            callback, client)
     return service, problems
+
+
+def _owners(path: str, problems: list[str]) -> Owners:
+    """Owners kept in `path` (when given and usable), so a restart keeps renewing the sign-ins handed out."""
+    if not path:
+        return Owners()
+    try:
+        return Owners(path)
+    except (OSError, sqlite3.Error) as err:
+        problems.append(f"the state file {path} cannot be used ({type(err).__name__}: {err}): the owners of "
+                        "refresh tokens are kept in memory, so after a restart users renew by logging in again.")
+        return Owners()

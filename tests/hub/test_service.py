@@ -235,10 +235,10 @@ def test_the_secret_is_nowhere_a_user_can_read(service_hub: ServiceHub, people: 
 
 def test_the_service_down_mid_login_ends_in_a_message(service_hub: ServiceHub, people: dict[str, Person]) -> None:
     """The service stops while alice's login waits for Speckle: her panel says so, and bob's earlier sign-in is
-    untouched; the hub starts the service again and alice signs in."""
+    untouched; the hub starts the service again, bob's sign-in still renews through it, and alice signs in."""
     hub = service_hub
     ada, grace = hub.emulator.credentials["users"][:2]
-    alice, bob = open_panels(people, [LOGIN_CELL, EMAIL_CELL])
+    alice, bob = open_panels(people, [LOGIN_CELL, EMAIL_CELL, RENEW_CELL])
     assert alice.panel is not None and bob.panel is not None
     speckle_sign_in_and_wait(bob.panel.click_login(bob.context), grace, bob)
 
@@ -252,6 +252,7 @@ def test_the_service_down_mid_login_ends_in_a_message(service_hub: ServiceHub, p
     tab.close()
 
     poll(lambda: service_answers(hub), timeout=90, interval=0.5, what="the hub to restart its login service")
+    assert bob.ui.run_cell(2).strip() == grace["email"], bob.diagnostics()  # renewed by the new service process
     speckle_sign_in_and_wait(alice.panel.click_login(alice.context), ada, alice)
     assert alice.ui.run_cell(1).strip() == ada["email"]
 

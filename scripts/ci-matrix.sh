@@ -109,6 +109,6 @@ for leg in "${legs[@]}"; do
   grep -q ' passed' "$matrix/$name.result" 2>/dev/null && ! grep -qE ' (failed|error)' "$matrix/$name.result" \
     || failed=1
 done
-count() { cat "$matrix"/*.result 2>/dev/null | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
-echo "ci-matrix: $(count passed) passed, $(( $(count failed) + $(count error) + $(count errors) )) failed"
+count() { cat "$matrix"/*.result 2>/dev/null | grep -oE "[0-9]+ ($1)" | awk '{n += $1} END {print n + 0}'; }
+echo "ci-matrix: $(count passed) passed, $(count 'failed|errors?') failed"
 exit "$failed"

@@ -86,6 +86,16 @@ def test_every_console_script_names_a_callable(dists: tuple[Path, Path]) -> None
         assert callable(getattr(import_module(module), attr)), target
 
 
+def test_a_users_strict_mypy_sees_the_packages_types(tmp_path: Path) -> None:
+    user = tmp_path / "user.py"
+    user.write_text("import speckle_nb_auth\n\nversion: int = speckle_nb_auth.__version__\n")
+    checked = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(user)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "import-untyped" not in checked.stdout, checked.stdout
+    # a type from the package reached the user's code: a str is no int
+    assert 'expression has type "str", variable has type "int"' in checked.stdout, checked.stdout
+
+
 def test_twine_and_check_wheel_contents_accept_the_dists(dists: tuple[Path, Path]) -> None:
     sdist, wheel = dists
     twine = run("twine", "check", "--strict", str(sdist), str(wheel))

@@ -91,6 +91,7 @@ def bench_hub() -> list[dict[str, Any]]:
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([SCOPE]), "SPECKLE_SERVER": emu.url,
             "SPECKLE_APP_ID": emu.credentials["app_id"], "SPECKLE_APP_SECRET": emu.credentials["app_secret"],
             "SPECKLE_REDIRECT_URI": f"http://127.0.0.1:{port}{PREFIX}callback",
+            "SPECKLE_AUTH_STATE_FILE": str(Path(tmp) / "owners.sqlite"),  # as configure() sets it up
         }
         log = (Path(tmp) / "service.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "speckle_nb_auth.hub"], env=env,  # noqa: S603

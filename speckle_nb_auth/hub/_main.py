@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         print(USAGE, file=sys.stdout if args in (["-h"], ["--help"]) else sys.stderr)
         return 0 if args in (["-h"], ["--help"]) else 2
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        print("python -m speckle_nb_auth.hub is started by JupyterHub, which gives it JUPYTERHUB_API_TOKEN and "
+              "the rest of its environment: add it with speckle_nb_auth.hub.configure(c, ...) in "
+              "jupyterhub_config.py.", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry URLs with codes in them
     return asyncio.run(serve())

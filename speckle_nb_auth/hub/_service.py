@@ -371,7 +371,9 @@ def service_from_environment(
 ) -> tuple[LoginService, list[str]]:
     """The service as JupyterHub starts it: the Speckle server and its app from SPECKLE_SERVER, SPECKLE_APP_ID
     and SPECKLE_APP_SECRET; where it is from JUPYTERHUB_SERVICE_URL, JUPYTERHUB_SERVICE_PREFIX and
-    JUPYTERHUB_PUBLIC_URL. Returns the problems found too, one sentence each."""
+    JUPYTERHUB_PUBLIC_URL (or SPECKLE_REDIRECT_URI for its callback); SPECKLE_AUTH_STATE_FILE, where it keeps the
+    owners of refresh tokens; SPECKLE_AUTH_ALLOW_HTTP=1 for a Speckle server on plain http elsewhere than this
+    machine. Returns the problems found too, one sentence each."""
     prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/speckle-auth/")
     prefix = prefix if prefix.endswith("/") else prefix + "/"
     public = environ.get("JUPYTERHUB_PUBLIC_URL", "").strip()

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,7 +117,8 @@ def instructions(url: str, creds: dict[str, object], workdir: Path, registered_a
                  "  SPECKLE_APP_ID, SPECKLE_APP_SECRET and SPECKLE_REDIRECT_URI: .venv/bin/python scripts/demo.py "
                  "--registered-app\n")
     return (
-        f"\nspeckle-nb-auth demo is running (Ctrl-C stops it). Logs are in {workdir}\n\n"
+        f"\nspeckle-nb-auth demo is running (Ctrl-C stops it). Logs and a copy of notebooks/ are in {workdir}\n"
+        "(what you run and save there leaves the repository's notebooks as they are).\n\n"
         f"  1. Open JupyterLab:   {url}\n"
         "  2. Run > Run All Cells; the first cell waits while you click 'Log in with Speckle' in its panel.\n"
         f"  3. In the new tab sign in to the local Speckle emulator ({creds['url']}) as\n"
@@ -158,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="speckle-nb-auth-demo-"))
+    # JupyterLab serves a copy, so running and saving the notebooks leaves the repository's files as they are; in
+    # a folder of its own, so the emulator's credentials and the keyring file are not in its file browser
+    served = workdir / "lab"
+    shutil.copytree(ROOT / "notebooks", served / "notebooks")
     keyring_file = workdir / "demo-only-keyring.json"
     lab_port = free_port()
     creds_file = workdir / "emulator.json"
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         jupyter_token = secrets.token_hex(16)
         lab = start("JupyterLab server", [
             sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={lab_port}",
-            "--port-retries=0", f"--IdentityProvider.token={jupyter_token}", f"--ServerApp.root_dir={ROOT}",
+            "--port-retries=0", f"--IdentityProvider.token={jupyter_token}", f"--ServerApp.root_dir={served}",
             "--LabApp.news_url=", "--allow-root"],
             workdir / "jupyterlab.log", lab_environment(creds, workdir, options.registered_app, keyring_file))
         servers.append(lab)

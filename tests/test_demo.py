@@ -4,6 +4,7 @@ both servers on Ctrl-C, and names the server that stopped when one does."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -50,7 +51,7 @@ class Demo:
 
     def status(self) -> dict[str, object]:
         answer = httpx.get(f"{self.base}/speckle-auth/status",
-                           headers={"Authorization": f"token {self.jupyter_token}"}, trust_env=False)
+                           headers={"Authorization": f"token {self.jupyter_token}"}, trust_env=False, timeout=30)
         return dict(answer.json())
 
     def rest(self, timeout: float = 30) -> str:
@@ -98,7 +99,7 @@ def test_the_demo_needs_nothing_set_up_and_ctrl_c_stops_both_servers() -> None:
         text = demo.text
         assert "ada@example.com" in text and "Log in with Speckle" in text and "Run All" in text
         assert "Authorize" not in text  # the connector app is trusted: no consent page to click through
-        assert httpx.get(demo.lab, trust_env=False).status_code == 200  # the quickstart is served
+        assert httpx.get(demo.lab, trust_env=False, timeout=30).status_code == 200  # the quickstart is served
         # no app configured: only the server's address; "Log in with Speckle" goes through the public app
         status = demo.status()
         assert status["default_server"] == demo.emulator
@@ -113,8 +114,15 @@ def test_the_demo_needs_nothing_set_up_and_ctrl_c_stops_both_servers() -> None:
         assert connector, text
         assert int(connector.group(2)) != DESKTOP_SERVICE_PORT
         sca = httpx.post(f"{demo.emulator}/graphql", json={"query": '{ app(id: "sca") { redirectUrl } }'},
-                         trust_env=False).json()
+                         trust_env=False, timeout=30).json()
         assert sca["data"]["app"]["redirectUrl"].rstrip("/") == connector.group(1)
+        # what it prints holds no secret: those are in the 0600 credentials file it names
+        creds_file = Path(re.search(r"token field is in (\S+)\.\n", text).group(1))  # type: ignore[union-attr]
+        creds = json.loads(creds_file.read_text())
+        assert creds_file.stat().st_mode & 0o777 == 0o600
+        for secret in [creds["pat"], creds["app_secret"], creds["session_token"],
+                       *(user[key] for user in creds["users"] for key in ("pat", "session_token"))]:
+            assert secret not in text and secret[-8:] not in text
         # how to try a registered app
         assert "scripts/demo.py --registered-app" in text and "SPECKLE_APP_ID" in text
         # "Remember me": a demo-only keyring in the demo's folder, which a kernel of this JupyterLab can use
@@ -147,7 +155,7 @@ def test_the_registered_app_demo_and_a_server_that_stops_is_named() -> None:
         os.kill(demo.child("speckle_nb_auth.emulator"), signal.SIGKILL)
         # Then: the demo names it, stops JupyterLab and exits with a failure
         out = demo.rest()
-        assert demo.proc.returncode == 1
+        assert demo.proc.returncode == 1, out
         assert "The Speckle emulator stopped on its own" in out and "Stopping the JupyterLab server" in out, out
         assert_gone(demo.lab)
 
@@ -156,6 +164,6 @@ def test_jupyter_stopping_on_its_own_is_named_too() -> None:
     with running_demo() as demo:
         os.kill(demo.child("jupyterlab"), signal.SIGKILL)
         out = demo.rest()
-        assert demo.proc.returncode == 1
+        assert demo.proc.returncode == 1, out
         assert "The JupyterLab server stopped on its own" in out and "Stopping the Speckle emulator" in out, out
         assert_gone(demo.emulator + "/graphql")

@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     # a folder of its own, so the emulator's credentials and the keyring file are not in its file browser
     served = workdir / "lab"
     shutil.copytree(ROOT / "notebooks", served / "notebooks")
+    # no "Would you like to get notified about official Jupyter news?" over the notebook
+    notification = workdir / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     keyring_file = workdir / "demo-only-keyring.json"
     lab_port = free_port()
     creds_file = workdir / "emulator.json"

@@ -16,10 +16,12 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
   pip install --quiet --upgrade pip
 fi
+wanted="$extras"
+[ "$extras" = "test" ] && wanted="test,frontends"  # the browser tests also try nbclassic and Voila
 stamp="$venv/.installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "Installing speckle-nb-auth[$extras] into $venv..."
-  pip install --quiet -e ".[$extras]"
+  echo "Installing speckle-nb-auth[$wanted] into $venv..."
+  pip install --quiet -e ".[$wanted]"
   touch "$stamp"
 fi
 

@@ -32,13 +32,15 @@ async function api(path, body) {
   }
   const response = await fetch(baseUrl() + "speckle-auth/" + path, init);
   const data = await response.json().catch(() => null);
-  return { ok: response.ok, status: response.status, data: data || {} };
+  return { ok: response.ok, status: response.status, data: data || {}, redirected: response.redirected };
 }
 
 let statusOnce; // the extension's status (kept once it answered); null where there is no extension
-let refusedWith = 0; // an HTTP error other than 404 from the status route: the extension is there but said no
+// an HTTP error other than 404 from the status route itself: the extension is there but said no. An answer
+// from elsewhere (standalone Voila sends the call on to a page that refuses it) means no extension.
+let refusedWith = 0;
 const extension = () => (statusOnce ??= (baseUrl() === null ? Promise.resolve(null) : api("status"))
-  .then((r) => ((refusedWith = r && !r.ok && r.status !== 404 ? r.status : 0),
+  .then((r) => ((refusedWith = r && !r.ok && r.status !== 404 && !r.redirected ? r.status : 0),
     r?.ok && Array.isArray(r.data.servers) ? r.data : null), () => null)
   .then((status) => status || ((statusOnce = undefined), null)));
 

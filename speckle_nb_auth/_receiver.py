@@ -17,7 +17,6 @@ import errno
 import html
 import os
 import re
-import secrets
 import selectors
 import socket
 import threading
@@ -31,6 +30,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import ConfigurationError, LoginDenied, SpeckleAuthError
+from ._html import document, new_nonce, page_headers
 from ._protocol import is_loopback_host
 from ._secret import Secret
 
@@ -431,17 +431,15 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, title: str, message: str, link: tuple[str, str] | None = None, *, allow: str = ""
     ) -> None:
         """Send one of the receiver's pages; `link` is (address, text)."""
-        nonce = secrets.token_urlsafe(18)
+        nonce = new_nonce()
         anchor = (
             f'<p><a href="{html.escape(link[0], quote=True)}" rel="noreferrer">{html.escape(link[1])}</a></p>'
             if link
             else ""
         )
-        body = _DOCUMENT.format(
-            nonce=nonce, title=html.escape(title), message=html.escape(message), link=anchor
-        ).encode("utf-8")
+        body = document(nonce, title, message, after=anchor, script=_SCRIPT.format(nonce=nonce)).encode("utf-8")
         self.send_response(status)
-        for name, value in _headers(nonce).items():
+        for name, value in page_headers(nonce).items():
             self.send_header(name, value)
         if allow:
             self.send_header("Allow", allow)
@@ -454,43 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def _headers(nonce: str) -> dict[str, str]:
-    return {
-        "Content-Type": "text/html; charset=UTF-8",
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-        ),
-        "Referrer-Policy": "no-referrer",
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-store",
-    }
-
-
 # The script takes the code out of the address bar and the history: the page stays, the code does not.
-_DOCUMENT = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{title} \u00b7 Speckle</title>
-<style nonce="{nonce}">
-body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem;
-       line-height: 1.5; color: #1f2328; }}
-h1 {{ font-size: 1.4rem; }}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-<p>{message}</p>
-{link}
-</main>
-<script nonce="{nonce}">
+_SCRIPT = """<script nonce="{nonce}">
 try {{ history.replaceState(null, "", location.pathname); }} catch (err) {{ /* the page works without it */ }}
-</script>
-</body>
-</html>
-"""
+</script>"""

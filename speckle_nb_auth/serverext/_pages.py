@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import html
 import json
-import secrets
 from dataclasses import dataclass
 
+from .._html import document, new_nonce, page_headers
 from ._flows import Flow
 
 __all__ = [
@@ -55,24 +55,6 @@ class Page:
     message: str
     flow_id: str | None = None
     flow_status: str | None = None  # told to the panel when set
-
-
-def new_nonce() -> str:
-    return secrets.token_urlsafe(18)
-
-
-def page_headers(nonce: str) -> dict[str, str]:
-    return {
-        "Content-Type": "text/html; charset=UTF-8",
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-        ),
-        "Referrer-Policy": "no-referrer",
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-store",
-    }
 
 
 def success(flow_id: str, account: str, server_url: str) -> Page:
@@ -140,13 +122,7 @@ def render(page: Page, nonce: str) -> str:
             message=_js(message),
             close="true" if page.flow_status == "done" else "false",
         )
-    return _DOCUMENT.format(
-        nonce=nonce,
-        title=html.escape(page.title),
-        message=html.escape(page.message),
-        hint=hint,
-        script=script,
-    )
+    return document(nonce, page.title, page.message, after=hint, script=script)
 
 
 def _js(value: object) -> str:
@@ -154,30 +130,6 @@ def _js(value: object) -> str:
     text = json.dumps(value)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
-
-_DOCUMENT = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{title} \u00b7 Speckle</title>
-<style nonce="{nonce}">
-body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem;
-       line-height: 1.5; color: #1f2328; }}
-h1 {{ font-size: 1.4rem; }}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-<p>{message}</p>
-{hint}
-</main>
-{script}
-</body>
-</html>
-"""
 
 _SCRIPT = """<script nonce="{nonce}">
 (function () {{

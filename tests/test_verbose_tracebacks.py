@@ -300,6 +300,9 @@ def kernel_steps(
         "_code = _protocol.Secret(_given['code'])\n"
         "_verifier = _protocol.Secret(_given['verifier'])\n"
         "_app_secret = _protocol.Secret(os.environ['SPECKLE_APP_SECRET'])\n"
+        # no failing line names os.environ: IPython 8's verbose traceback shows a dotted name's whole value, and
+        # that is this test's environment (app secret included), not anything the package holds
+        "_server, _app_id = os.environ['SPECKLE_SERVER'], os.environ['SPECKLE_APP_ID']\n"
         "speckle, other, third, fourth = _client('first'), _client('second'), _client('third'), _client('fourth')\n"
         "del _given",
         None, None,
@@ -311,8 +314,7 @@ def kernel_steps(
            "SpeckleServerError")
     yield "fourth.graphql('{ activeUser { name } }')", lambda: emu.inject_fault("/graphql", "drop"), \
         "SpeckleUnreachable"
-    yield ("_transport.call(httpx.Client(), _protocol.exchange_code(os.environ['SPECKLE_SERVER'], "
-           "os.environ['SPECKLE_APP_ID'], _app_secret, _code, _verifier))",
+    yield ("_transport.call(httpx.Client(), _protocol.exchange_code(_server, _app_id, _app_secret, _code, _verifier))",
            lambda: emu.inject_fault("/auth/token", "error", status=502), "SpeckleServerError")
 
 

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.browser
 LOGIN = "from speckle_nb_auth import login\nlogin(wait=False)"
 
 
-@pytest.fixture(scope="module", params=[("lab", "extension"), ("notebook", "extension"), ("lab", "kernel"),
-                                        ("notebook", "kernel")], ids=lambda p: f"{p[0]}-{p[1]}")
+# the extension's path in both frontends; the kernel's (the same panel code, no server part) in JupyterLab
+@pytest.fixture(scope="module", params=[("lab", "extension"), ("notebook", "extension"), ("lab", "kernel")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from speckle_nb_auth.emulator import Emulator
 

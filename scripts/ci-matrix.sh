@@ -8,8 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 uv="${UV:-.venv/bin/uv}"
 matrix=.venv-matrix
-# Never the browser or JupyterHub tests, by their markers and by their folders.
-fast=(-m "not browser and not hub" --ignore=tests/browser --ignore=tests/hub -q -p no:cacheprovider)
+# Never the browser or JupyterHub tests, by their markers and by their folders. What does not depend on the
+# Python or on the dependencies' versions ran once already, in make test: the pinned lint and type tools, the
+# packaging checks, the demo, the panel's ES module in Chromium, and pre-commit's own install of the hook.
+fast=(-m "not browser and not hub" --ignore=tests/browser --ignore=tests/hub -q -p no:cacheprovider
+      --ignore=tests/test_code_quality.py --ignore=tests/test_packaging.py --ignore=tests/test_demo.py
+      --ignore=tests/test_panel_esm.py
+      --deselect tests/test_hygiene.py::test_the_shipped_hook_installs_and_runs_as_pre_commit_installs_it)
 [ -x "$uv" ] || { echo "ci-matrix: $uv is missing: run 'make test' first, which installs it." >&2; exit 1; }
 
 # The newest patch release of each minor version under pyenv, else the one on PATH.
@@ -34,10 +39,17 @@ mkdir -p "$matrix"
 "$uv" build --quiet --out-dir "$matrix/dist" . # the sdist, then the wheel built from it
 wheel=$(ls "$matrix"/dist/*.whl)
 
-# Legs: NAME PYTHON WHAT-TO-INSTALL [uv pip install options]
+# Legs: NAME PYTHON WHAT-TO-INSTALL [uv pip install options]. make test ran the whole suite on .venv's Python
+# already (in a venv of its own), so that one gets no leg here.
+covered=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
 legs=()
 for python in "${pythons[@]}"; do
-  legs+=("py$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')|$python|$wheel[test]|")
+  version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  if [ "$version" = "$covered" ]; then
+    echo "ci-matrix: py$version: make test ran the whole suite on it, in .venv"
+    continue
+  fi
+  legs+=("py$version|$python|$wheel[test]|")
 done
 legs+=("lowest|${pythons[0]}|.[test]|--resolution lowest-direct")
 

@@ -21,7 +21,7 @@ from . import _registry as registry
 from . import _sources as sources
 from ._errors import NotSignedIn
 from ._protocol import normalize_server_url
-from ._session import check_variable_name
+from ._session import check_variable_name, session_for
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -69,6 +69,7 @@ def login(
         return found.client
     from .panel import LoginPanel
 
+    cancels = session_for(shell).cancels
     panel = LoginPanel(server=url, name=name, remember=bool(remember), scopes=wanted, shell=shell)
     if not wait or panel.client is not None:
         panel.show()
@@ -82,7 +83,7 @@ def login(
     panel.waiting_until = time.time() + timeout
     panel.show()
     try:
-        outcome = session.wait(panel, timeout, VIEW_TIMEOUT)
+        outcome = session.wait(panel, timeout, VIEW_TIMEOUT, cancels=cancels)
     finally:
         panel.waiting_until = 0.0
     if outcome == "signed_in":

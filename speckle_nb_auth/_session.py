@@ -421,12 +421,12 @@ class Session:
         if pending is not None and pending.receiver is not None:
             pending.receiver.close()
 
-    def wait(self, view: View, timeout: float, view_timeout: float) -> str:
-        """Block until signed in ("signed_in"), cancelled ("cancelled"), `timeout` passed ("timeout"), or no
-        view of `view` said it is shown within `view_timeout` ("no_view")."""
+    def wait(self, view: View, timeout: float, view_timeout: float, *, cancels: int) -> str:
+        """Block until signed in ("signed_in"), cancelled since the count was `cancels` ("cancelled"), `timeout`
+        passed ("timeout"), or no view of `view` said it is shown within `view_timeout` ("no_view"). The count
+        is taken before the panel exists: a Cancel can come through the mailbox before the wait begins."""
         start = time.monotonic()
         with self.lock:
-            cancels = self.cancels
             while True:
                 if self.client is not None:
                     return "signed_in"

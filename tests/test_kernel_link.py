@@ -145,6 +145,22 @@ def start_login(emu: Any, server: JupyterServer) -> tuple[str, httpx.Client, str
     return flow, tab, challenge
 
 
+def sign_in_while_login_waits(emu: Any, server: JupyterServer, kernel: Kernel) -> tuple[str, str, int]:
+    """`login()` waits in a cell while the test plays the browser: the panel is shown, a login tab is opened
+    and the kernel told of it, the user signs in on Speckle. (The flow id, its code, the callback's status.)"""
+    run = kernel.run_in_background(f"from speckle_nb_auth import login\npanel = login(server={emu.url!r})")
+    state = kernel.panel_state()
+    post(server, state, {"type": "ready", "view": "page-of-the-test"})
+    flow, tab, challenge = start_login(emu, server)
+    post(server, state, {"type": "flow", "flow": flow, "server": emu.url})
+    code = access_code(emu, challenge)
+    status = tab.get(server.api_url("speckle-auth/callback"), params={"access_code": code}).status_code
+    tab.close()
+    finish(run)
+    assert run["reply"]["status"] == "ok", text_of(run["outputs"])
+    return flow, code, status
+
+
 def test_login_waits_until_a_token_arrives_through_the_mailbox(stack, kernel):
     emu, server = stack
     run = kernel.run_in_background(f"from speckle_nb_auth import login\npanel = login(server={emu.url!r})")
@@ -160,16 +176,8 @@ def test_login_waits_until_a_token_arrives_through_the_mailbox(stack, kernel):
 
 def test_login_claims_a_finished_login_itself_while_its_cell_runs(stack, kernel):
     emu, server = stack
-    run = kernel.run_in_background(f"from speckle_nb_auth import login\npanel = login(server={emu.url!r})")
-    state = kernel.panel_state()
-    post(server, state, {"type": "ready", "view": "page-of-the-test"})
-    flow, tab, challenge = start_login(emu, server)
-    post(server, state, {"type": "flow", "flow": flow, "server": emu.url})
-    code = access_code(emu, challenge)
-    assert tab.get(server.api_url("speckle-auth/callback"), params={"access_code": code}).status_code == 302
-    tab.close()
-    finish(run)
-    assert run["reply"]["status"] == "ok", text_of(run["outputs"])
+    flow, _, callback_status = sign_in_while_login_waits(emu, server, kernel)
+    assert callback_status == 302
     _, outputs = kernel.run("print(speckle.user.name, panel.source)")
     assert text_of(outputs) == "Ada Lovelace oauth\n"
     # claimed by the kernel: the extension no longer holds the token for anyone
@@ -202,15 +210,7 @@ def test_cancel_ends_a_waiting_login(stack, kernel):
 def test_a_refresh_inside_a_running_cell_goes_through_the_link(stack, kernel):
     """The token dies mid-cell: the kernel renews it through the extension, no browser involved."""
     emu, server = stack
-    run = kernel.run_in_background(f"from speckle_nb_auth import login\npanel = login(server={emu.url!r})")
-    state = kernel.panel_state()
-    post(server, state, {"type": "ready", "view": "page-of-the-test"})
-    flow, tab, challenge = start_login(emu, server)
-    post(server, state, {"type": "flow", "flow": flow, "server": emu.url})
-    tab.get(server.api_url("speckle-auth/callback"), params={"access_code": access_code(emu, challenge)})
-    tab.close()
-    finish(run)
-    assert run["reply"]["status"] == "ok", text_of(run["outputs"])
+    sign_in_while_login_waits(emu, server, kernel)
     code = (
         "import httpx\n"
         "old = speckle.token_pair.token\n"
@@ -228,16 +228,7 @@ def test_a_renewal_through_the_link_failing_under_xmode_verbose_shows_no_secret(
     """Speckle answers the extension's refresh with a 502: the cell's verbose traceback, whose every frame prints
     its values, shows no token, refresh token, code or the Jupyter server's own token."""
     emu, server = stack
-    run = kernel.run_in_background(f"from speckle_nb_auth import login\npanel = login(server={emu.url!r})")
-    state = kernel.panel_state()
-    post(server, state, {"type": "ready", "view": "page-of-the-test"})
-    flow, tab, challenge = start_login(emu, server)
-    post(server, state, {"type": "flow", "flow": flow, "server": emu.url})
-    code = access_code(emu, challenge)
-    tab.get(server.api_url("speckle-auth/callback"), params={"access_code": code})
-    tab.close()
-    finish(run)
-    assert run["reply"]["status"] == "ok", text_of(run["outputs"])
+    _, code, _ = sign_in_while_login_waits(emu, server, kernel)
     secrets_ = {*emu.issued_secrets(), code, server.token}  # the kernel's pair among them, before it dies
     kernel.run("%xmode Verbose")
     emu.inject_fault("/auth/token", "error", status=502)

@@ -165,7 +165,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def bench_flows() -> list[Row]:
     """10,000 abandoned flows into a store bounded at its default size, against one holding all 10,000."""
     from speckle_nb_auth._protocol import make_verifier
-    from speckle_nb_auth.serverext._flows import FlowStore
+    from speckle_nb_auth.core._flows import FlowStore
 
     def fill(store: FlowStore, n: int) -> tuple[float, int, list[float]]:
         tracemalloc.start()

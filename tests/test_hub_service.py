@@ -223,7 +223,7 @@ def test_the_relay_tells_a_service_that_is_down_or_lost_the_login(running: Runni
             relay = Relay(url, PREFIX, relay_token, client)
             status = await relay.status({"mailbox": True, "servers": []})
             seen = await relay.flow(flow)
-            running.service.owners = Owners()  # what a restart of the service leaves
+            running.service.routes.owners = Owners()  # what a restart of the service leaves
             lost = await relay.flow(flow)
             down = await Relay("http://127.0.0.1:9/x/", PREFIX, relay_token, client).flow(flow)
             claim = await Relay("http://127.0.0.1:9/x/", PREFIX, relay_token, client).forward(
@@ -234,7 +234,7 @@ def test_the_relay_tells_a_service_that_is_down_or_lost_the_login(running: Runni
     assert status["mailbox"] is True and status["login_base"] == PREFIX
     assert status["servers"][0]["url"] == emu.url
     assert seen.status == 200 and seen.body["status"] == "pending"
-    assert lost.body == {"status": "failed", "message": SERVICE_LOST_FLOW, "paste": False}
+    assert lost.body == {"status": "failed", "message": SERVICE_LOST_FLOW, "paste": False, "app": ""}
     assert down.body["status"] == "failed" and down.body["message"] == SERVICE_DOWN
     assert claim.status == 502 and claim.body["message"] == SERVICE_DOWN
 

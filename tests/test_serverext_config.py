@@ -1,10 +1,10 @@
-"""The extension's configuration checks (`serverext._config`): pure, no server."""
+"""The extension's configuration checks (`core._config`): pure, no server."""
 
 from __future__ import annotations
 
 import pytest
 
-from speckle_nb_auth.serverext._config import SpeckleServer, find_server, read_servers, redirect_uri_problem
+from speckle_nb_auth.core._config import SpeckleServer, find_server, read_servers, redirect_uri_problem
 
 LOCAL = "http://127.0.0.1:3000"
 APP = {"app_id": "abcdef1234", "app_secret": "s3cr3t5ecr"}

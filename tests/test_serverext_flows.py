@@ -1,11 +1,11 @@
-"""The flow store (`serverext._flows`), stepped through by hand with an injected clock: no server."""
+"""The flow store (`core._flows`), stepped through by hand with an injected clock: no server."""
 
 from __future__ import annotations
 
 import pytest
 
 from speckle_nb_auth._protocol import TokenPair
-from speckle_nb_auth.serverext._flows import FlowIdInUse, FlowStore, is_flow_id
+from speckle_nb_auth.core._flows import FlowIdInUse, FlowStore, is_flow_id
 
 SERVER = "http://127.0.0.1:3000"
 PAIR = TokenPair("t" * 42, "r" * 42)

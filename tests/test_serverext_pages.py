@@ -1,4 +1,4 @@
-"""The result pages (`serverext._pages`): escaping, the one nonce'd script, the status for every outcome."""
+"""The result pages (`core._pages`): escaping, the one nonce'd script, the status for every outcome."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from speckle_nb_auth.serverext._flows import Flow
-from speckle_nb_auth.serverext._pages import (
+from speckle_nb_auth.core._flows import Flow
+from speckle_nb_auth.core._pages import (
     RETRY,
     Page,
     error_status,

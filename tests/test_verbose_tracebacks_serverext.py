@@ -48,12 +48,12 @@ from speckle_nb_auth._protocol import Secret, TokenPair
 from speckle_nb_auth._public_app import PUBLIC_APP_ID, apublic_login, public_login
 from speckle_nb_auth._receiver import PasteNotUnderstood, code_from_pasted
 from speckle_nb_auth._session import Session
+from speckle_nb_auth.core._config import SpeckleServer
+from speckle_nb_auth.core._flows import Flow, FlowStore
+from speckle_nb_auth.core._logins import Logins, Refused
+from speckle_nb_auth.core._wire import read_body as json_body
 from speckle_nb_auth.emulator import Emulator
 from speckle_nb_auth.panel import _messages as messages
-from speckle_nb_auth.serverext._config import SpeckleServer
-from speckle_nb_auth.serverext._flows import Flow, FlowStore
-from speckle_nb_auth.serverext._handlers import json_body
-from speckle_nb_auth.serverext._logins import Logins, Refused
 
 FLOW = "verbose-flow-000000000"
 

@@ -13,7 +13,7 @@ import httpx
 from jupyterhub.services.auth import HubOAuth
 
 from .._transport import DEFAULT_TIMEOUT
-from ..serverext._logins import check_redirect_uris
+from ..core._logins import check_redirect_uris
 from ._service import log, make_app, service_from_environment
 
 __all__ = ["main"]

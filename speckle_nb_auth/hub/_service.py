@@ -5,15 +5,14 @@ the app secret. It serves, under its prefix (`/services/speckle-auth/`), the rou
     flows/<id>, flows/<id>/claim,        called by users' servers (the extension relays) with their JupyterHub
     flows/<id>/code, refresh             API token, identified by HubAuth
 
-Each login belongs to the hub user who started it and each refresh token to the hub user it was handed to:
-anyone else (another user, another user's server) is told no such login exists, or is refused. The rules of a
-login (single use, expiry, the flow cookie that binds the callback to the browser that started it) are those of
-the extension, from the same modules (`serverext._flows`, `serverext._logins`, `serverext._pages`).
+What each route answers is the login core's (`core`), as in the extension; this module says who is asking (a hub
+user) and adds ownership through the core's hooks: each login belongs to the hub user who started it and each
+refresh token to the hub user it was handed to. Anyone else (another user, another user's server) is told no
+such login exists, or is refused.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -26,15 +25,15 @@ import httpx
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 
-from .._errors import SpeckleAuthError
-from ..serverext._config import read_servers, redirect_uri_problem
-from ..serverext._flows import Flow, FlowStore, is_flow_id
-from ..serverext._handlers import flow_cookie_name
-from ..serverext._logins import Logins, Refused
-from ..serverext._pages import PAGE_CSP, Page, error_status, flow_page, new_nonce, page_headers, problem_page, render
+from .._web import LoginRoute
+from ..core._config import read_servers, redirect_uri_problem
+from ..core._flows import FlowStore, is_flow_id
+from ..core._logins import Logins
+from ..core._pages import PAGE_CSP, Page
+from ..core._requests import Reply, Routes, flow_cookie_name, refused
 from ._owners import Owners
 
-__all__ = ["LoginService", "make_app", "service_from_environment"]
+__all__ = ["HubRoutes", "LoginService", "make_app", "service_from_environment"]
 
 log = logging.getLogger("speckle_nb_auth.hub")
 
@@ -44,6 +43,8 @@ NOT_ALLOWED = (
     "Your hub account may not use the hub's Speckle login service: ask the hub's admin to give it the scope "
     "access:services!service={name} (speckle_nb_auth.hub.configure does so for every user)."
 )
+NOT_YOURS = ("This sign-in was not handed to you by the hub's Speckle login service (or the service has restarted "
+             "since): log in again.")
 
 
 def scrubbed(uri: str) -> str:
@@ -54,12 +55,35 @@ def scrubbed(uri: str) -> str:
     return f"{parts.path}?{urlencode(query, safe='[]')}"
 
 
+class HubRoutes(Routes):
+    """The core's routes, with each login and refresh token owned by one hub user."""
+
+    def __init__(self, logins: Logins, owners: Owners) -> None:
+        super().__init__(logins, log)
+        self.owners = owners
+
+    def visible(self, flow_id: str, who: str | None) -> bool:
+        return who is not None and self.owners.of_flow(flow_id) == who
+
+    def started(self, flow_id: str, who: str | None) -> None:
+        if who is not None:
+            self.owners.start(flow_id, who)
+
+    def handed_out(self, refresh_token: str | None, who: str | None) -> None:
+        if who is not None:
+            self.owners.hand_out(refresh_token, who)
+
+    def may_renew(self, refresh_token: Any, who: str | None) -> Reply | None:
+        if isinstance(refresh_token, str) and refresh_token and self.owners.of_refresh_token(refresh_token) != who:
+            return refused(403, "not_yours", NOT_YOURS)
+        return None
+
+
 @dataclass
 class LoginService:
-    """What the handlers share: the logins (the app secret inside), who owns them, and where the service is."""
+    """What the handlers share: the routes (the app secret inside), who owns what, and where the service is."""
 
-    logins: Logins
-    owners: Owners
+    routes: HubRoutes
     prefix: str  # the service's path on the hub, e.g. /services/speckle-auth/
     port: int
     name: str = "speckle-auth"
@@ -67,17 +91,15 @@ class LoginService:
     http_client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     @property
-    def cookie_name(self) -> str:
-        return flow_cookie_name(self.port, self.prefix)
+    def logins(self) -> Logins:
+        return self.routes.logins
 
-    def owned_flow(self, flow_id: str, user: str) -> Flow | None:
-        """The flow `flow_id` if `user` started it; another user's login is as unknown as one never started."""
-        if self.owners.of_flow(flow_id) != user:
-            return None
-        return self.logins.store.get(flow_id)
+    @property
+    def owners(self) -> Owners:
+        return self.routes.owners
 
 
-class _Handler(HubOAuthenticated, web.RequestHandler):
+class _Handler(HubOAuthenticated, LoginRoute):
     """Identifies the hub user once per request, without blocking the loop (HubAuth caches the hub's answers)."""
 
     service: LoginService
@@ -89,8 +111,11 @@ class _Handler(HubOAuthenticated, web.RequestHandler):
         self.hub_auth = hub_auth
 
     @property
-    def logins(self) -> Logins:
-        return self.service.logins
+    def routes(self) -> HubRoutes:
+        return self.service.routes
+
+    def flow_cookie(self) -> tuple[str, str]:
+        return flow_cookie_name(self.service.port, self.service.prefix), self.service.prefix
 
     async def prepare(self) -> None:
         try:
@@ -129,13 +154,6 @@ class _PageHandler(_Handler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Cache-Control", "no-store")
 
-    def show(self, page: Page) -> None:
-        nonce = new_nonce()
-        self.set_status(page.status)
-        for name, value in page_headers(nonce).items():
-            self.set_header(name, value)
-        self.finish(render(page, nonce))
-
     def identified(self) -> bool:
         """True with a hub user; otherwise the browser is sent to sign in to the hub (and back here), or told
         why it may not use the service."""
@@ -148,20 +166,12 @@ class _PageHandler(_Handler):
         return False
 
     def cookie_flow_id(self) -> str | None:
-        value = self.get_signed_cookie(self.service.cookie_name,
-                                       max_age_days=self.logins.store.lifetime / 86400)
-        flow_id = value.decode("ascii", "replace") if value else None
-        if not is_flow_id(flow_id) or self.service.owners.of_flow(str(flow_id)) != self.hub_user:
-            return None  # a cookie left by another hub user of this browser names no login of this one
-        return flow_id
+        # a cookie left by another hub user of this browser names no login of this one
+        return self.routes.cookie_flow_id(self.read_flow_cookie(self.logins.store.lifetime), self.hub_user)
 
-    def set_flow_cookie(self, flow_id: str) -> None:
-        forwarded = self.request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        self.set_signed_cookie(
-            self.service.cookie_name, flow_id, expires_days=None, path=self.service.prefix,
-            max_age=int(self.logins.store.lifetime), httponly=True, samesite="Lax",
-            secure=self.request.protocol == "https" or forwarded == "https",
-        )
+    @property
+    def logins(self) -> Logins:
+        return self.service.logins
 
     def started_here(self) -> bool:
         """The login changes state (it supersedes this browser's pending login), so only a page of this hub may
@@ -177,24 +187,20 @@ class LoginHandler(_PageHandler):
     async def get(self) -> None:
         if not self.identified():
             return
-        user = str(self.hub_user)
         flow_id = self.get_query_argument("flow", None)
-        told = flow_id if is_flow_id(flow_id) else None
         if not self.started_here():
+            told = flow_id if is_flow_id(flow_id) else None
             self.show(Page(403, "Login not started from a notebook",
                            "Start the sign-in with \u201cLog in with Speckle\u201d in a notebook on this hub.",
                            told, "failed" if told else None))
             return
-        try:
-            url = await self.logins.start(self.get_query_argument("server", None), flow_id,
+        started = await self.routes.start(flow_id, self.get_query_argument("server", None), self.hub_user,
                                           replaces=self.cookie_flow_id(), browser_is_local=False)
-        except Refused as refused:
-            self.show(Page(refused.status, refused.title, refused.message, told, "failed" if told else None))
+        if isinstance(started, Page):
+            self.show(started)
             return
-        assert flow_id is not None  # `start` refuses an invalid id
-        self.service.owners.start(flow_id, user)
-        self.set_flow_cookie(flow_id)
-        self.redirect(url)
+        self.set_flow_cookie(str(flow_id), self.logins.store.lifetime)
+        self.redirect(started)
 
 
 class CallbackHandler(_PageHandler):
@@ -208,29 +214,18 @@ class CallbackHandler(_PageHandler):
             denied = self.get_query_argument("denied", None) == "true"
         except web.HTTPError:
             access_code, denied = None, False
-        try:
-            flow_id = self.cookie_flow_id()
-            if flow_id is None and access_code:
-                log.warning("A Speckle callback came for %s without a login of theirs in this browser: nothing "
-                            "exchanged", self.hub_user)
-            problem = await self.logins.finish(flow_id, access_code, denied)
-        except Exception as err:  # noqa: BLE001 - never let Tornado log this URL
-            log.error("The Speckle callback failed with an unexpected %s", type(err).__name__)
-            self.show(Page(500, "Login failed", "The login failed because of an unexpected error."))
+        outcome = await self.routes.callback(self.cookie_flow_id(), access_code, denied)
+        if isinstance(outcome, Page):
+            self.show(outcome)
             return
-        result = self.service.prefix + "result"
-        self.redirect(f"{result}?problem={problem}" if problem else result)
+        self.redirect(self.service.prefix + "result" + outcome)
 
 
 class ResultHandler(_PageHandler):
     def get(self) -> None:
-        if not self.identified():
-            return
-        page = problem_page(self.get_query_argument("problem", ""))
-        if page is None:
-            flow_id = self.cookie_flow_id()
-            page = flow_page(self.service.owned_flow(flow_id, str(self.hub_user)) if flow_id else None)
-        self.show(page)
+        if self.identified():
+            self.show(self.routes.result(self.get_query_argument("problem", ""), self.cookie_flow_id(),
+                                         self.hub_user))
 
 
 class _JsonHandler(_Handler):
@@ -238,108 +233,48 @@ class _JsonHandler(_Handler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
-    def reply(self, body: dict[str, Any], status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(json.dumps(body))
-
-    def refuse(self, status: int, code: str, message: str) -> None:
-        self.reply({"error": code, "message": message}, status)
-
     def user(self) -> str | None:
+        """The hub user asking; None, with the refusal written, when nobody or nobody allowed is."""
         if self.hub_user is None:
             if self.not_allowed:
-                self.refuse(403, "not_allowed", NOT_ALLOWED.format(name=self.service.name))
+                self.answer(refused(403, "not_allowed", NOT_ALLOWED.format(name=self.service.name)))
             else:
-                self.refuse(403, "not_authenticated", "Call this with a JupyterHub API token of a hub user.")
+                self.answer(refused(403, "not_authenticated", "Call this with a JupyterHub API token of a hub user."))
         return self.hub_user
-
-    def owned(self, flow_id: str) -> tuple[str, Flow] | None:
-        user = self.user()
-        if user is None:
-            return None
-        if not is_flow_id(flow_id):
-            self.refuse(400, "bad_flow_id", "A flow id is 16-64 characters of A-Z, a-z, 0-9, '_' and '-'.")
-            return None
-        flow = self.service.owned_flow(flow_id, user)
-        if flow is None or flow.claimed:
-            self.refuse(404, "unknown_flow", "No login with this id is known here (it ended or never began).")
-            return None
-        return user, flow
-
-    def body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"null")  # not get_json_body: it logs what it cannot parse
-        except (ValueError, RecursionError):
-            return {}
-        return body if isinstance(body, dict) else {}
 
 
 class StatusHandler(_JsonHandler):
     def get(self) -> None:
         if self.user() is not None:
-            self.reply(self.logins.status())
+            self.answer(self.routes.status())
 
 
 class FlowHandler(_JsonHandler):
     def get(self, flow_id: str) -> None:
-        owned = self.owned(flow_id)
-        if owned is None:
-            return
-        flow = owned[1]
-        status = "pending" if flow.status == "exchanging" else flow.status
-        self.reply({"status": status, "message": flow.message, "paste": flow.paste, "app": flow.app_id})
+        user = self.user()
+        if user is not None:
+            self.answer(self.routes.flow(flow_id, user))
 
 
 class ClaimHandler(_JsonHandler):
     def post(self, flow_id: str) -> None:
-        owned = self.owned(flow_id)
-        if owned is None:
-            return
-        user, flow = owned
-        claimed = self.logins.store.claim(flow_id)
-        if claimed is None:
-            self.refuse(409, "not_done", f"This login has no token to hand over (it is {flow.status}).")
-            return
-        server_url, tokens = claimed
-        self.service.owners.hand_out(tokens.refresh_token, user)
-        self.reply({"server_url": server_url, "token": tokens.token, "refresh_token": tokens.refresh_token,
-                    "app_id": flow.app_id or None})
+        user = self.user()
+        if user is not None:
+            self.answer(self.routes.claim(flow_id, user))
 
 
 class PastedHandler(_JsonHandler):
     async def post(self, flow_id: str) -> None:
-        if self.owned(flow_id) is None:
-            return
-        try:
-            await self.logins.finish_pasted(flow_id, self.body().get("pasted"))
-        except Refused as refused:
-            self.refuse(refused.status, refused.code, refused.message)
-            return
-        self.reply({"status": "done"})
+        user = self.user()
+        if user is not None:
+            self.answer(await self.routes.paste(flow_id, self.request.body, user))
 
 
 class RefreshHandler(_JsonHandler):
     async def post(self) -> None:
         user = self.user()
-        if user is None:
-            return
-        body = self.body()
-        refresh_token = body.get("refresh_token")
-        if isinstance(refresh_token, str) and refresh_token and \
-                self.service.owners.of_refresh_token(refresh_token) != user:
-            self.refuse(403, "not_yours", "This sign-in was not handed to you by the hub's Speckle login service "
-                        "(or the service has restarted since): log in again.")
-            return
-        try:
-            pair = await self.logins.refresh(body.get("server_url"), refresh_token, body.get("app_id"))
-        except Refused as refused:
-            self.refuse(refused.status, refused.code, refused.message)
-            return
-        except SpeckleAuthError as err:
-            self.refuse(error_status(err.code), err.code, err.message)
-            return
-        self.service.owners.hand_out(pair.refresh_token, user)
-        self.reply({"token": pair.token, "refresh_token": pair.refresh_token})
+        if user is not None:
+            self.answer(await self.routes.refresh(self.request.body, user))
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
@@ -391,10 +326,11 @@ def service_from_environment(
     problems += found
     logins = Logins(servers, servers[0] if servers else None, FlowStore(lifetime=600.0, max_flows=10_000), client,
                     log=log)
+
     port = urlsplit(environ.get("JUPYTERHUB_SERVICE_URL", "") or "http://127.0.0.1:10101").port or 80
     owners = _owners(environ.get("SPECKLE_AUTH_STATE_FILE", "").strip(), problems)
-    service = LoginService(logins, owners, prefix, port, environ.get("JUPYTERHUB_SERVICE_NAME", "speckle-auth"),
-                           callback, client)
+    name = environ.get("JUPYTERHUB_SERVICE_NAME", "speckle-auth")
+    service = LoginService(HubRoutes(logins, owners), prefix, port, name, callback, client)
     return service, problems
 
 

@@ -2,11 +2,10 @@
 app secret (which never leaves this process) and hands the token, once, to the browser tab that started it.
 
     _app.py       SpeckleAuthApp: configuration traits, routes, start-up check, shutdown
-    _config.py    the configured Speckle servers and the redirect URI, checked (no Tornado)
-    _flows.py     the logins in progress, in memory: single use, bounded, expiring (no Tornado)
-    _logins.py    what the routes do: start, finish from the callback, refresh (no Tornado)
-    _handlers.py  the Tornado routes under <base_url>speckle-auth/
-    _pages.py     the result pages and their headers
+    _handlers.py  the Tornado routes under <base_url>speckle-auth/: who is asking, and Jupyter's Authorizer
+    _relay.py     on a hub with the login service: the routes that need an app secret, forwarded to it
+
+What the routes do is the login core's (`speckle_nb_auth.core`), shared with the hub's login service.
 """
 
 from ._app import SpeckleAuthApp

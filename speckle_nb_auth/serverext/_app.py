@@ -33,10 +33,11 @@ from .._credentials import DEFAULT_SERVER
 from .._protocol import ChallengeMethod
 from .._transport import DEFAULT_TIMEOUT
 from .._version import __version__
-from ._config import SpeckleServer, find_server, read_servers, redirect_uri_problem
-from ._flows import FlowStore
+from ..core._config import SpeckleServer, find_server, read_servers, redirect_uri_problem
+from ..core._flows import FlowStore
+from ..core._logins import Logins, check_redirect_uris
+from ..core._requests import Routes
 from ._handlers import PREFIX, routes
-from ._logins import Logins, check_redirect_uris
 from ._relay import Relay, public_prefix_problem, relay_routes
 
 __all__ = ["SpeckleAuthApp"]
@@ -199,6 +200,7 @@ class SpeckleAuthApp(ExtensionApp):
             allow_http=self.allow_http,
             log=self.log,
         )
+        self.routes = Routes(self.logins, self.log)
         self.http_client = http_client
         self.relay = relay
         if relay is not None:

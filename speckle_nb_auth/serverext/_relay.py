@@ -10,16 +10,19 @@ kernel reports a flow's `message` and would otherwise wait for a login that can 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..core._flows import is_flow_id
+from ..core._requests import BAD_FLOW_ID, Reply, refused
+from ..core._wire import flow_failed, refusal
 from ._handlers import ClaimHandler, FlowHandler, PastedHandler, RefreshHandler, StatusHandler, _JsonHandler
 
-__all__ = ["SERVICE_DOWN", "SERVICE_LOST_FLOW", "Relay", "Relayed", "public_prefix_problem", "relay_routes"]
+__all__ = ["SERVICE_DOWN", "SERVICE_LOST_FLOW", "Relay", "public_prefix_problem", "relay_routes"]
 
 SERVICE_DOWN = (
     "The hub's Speckle login service is not answering, so the sign-in cannot finish: try again in a minute, and "
@@ -29,14 +32,6 @@ SERVICE_LOST_FLOW = (
     "The hub's Speckle login service restarted and lost this sign-in: click \u201cLog in with Speckle\u201d again."
 )
 _MAX_SEEN = 1000  # flow ids the service confirmed, to tell a lost login from one not started yet
-
-
-@dataclass(frozen=True)
-class Relayed:
-    """The service's answer, passed on as it is (status and JSON body)."""
-
-    status: int
-    body: dict[str, Any] = field(repr=False)
 
 
 class Relay:
@@ -51,9 +46,9 @@ class Relay:
     def __repr__(self) -> str:
         return f"Relay({self.service_url!r})"
 
-    async def call(self, method: str, path: str, body: bytes | None = None) -> Relayed | None:
-        """The service's answer to `method path`, or None when it cannot be reached or answers no JSON. A body
-        is passed on as it came, unread: it may hold a token or a code."""
+    async def call(self, method: str, path: str, body: bytes | None = None) -> Reply | None:
+        """The service's answer to `method path`, to pass on as it is; None when it cannot be reached or answers
+        no JSON. A body is passed on as it came, unread: it may hold a token or a code."""
         headers = {"Authorization": f"token {self._token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -62,7 +57,7 @@ class Relay:
             data = response.json()
         except (httpx.HTTPError, ValueError):
             return None
-        return Relayed(response.status_code, data) if isinstance(data, dict) else None
+        return Reply(response.status_code, data) if isinstance(data, dict) else None
 
     async def status(self, local: dict[str, Any]) -> dict[str, Any]:
         """This server's status with the service's servers, and the service's prefix for the sign-in tab. While
@@ -75,21 +70,21 @@ class Relay:
         return {**local, "servers": servers, "default_server": known.get("default_server", local.get(
             "default_server")), "login_base": self.public_prefix}
 
-    async def flow(self, flow_id: str) -> Relayed:
+    async def flow(self, flow_id: str) -> Reply:
         answer = await self.call("GET", f"flows/{flow_id}")
         if answer is None or answer.status >= 500:
-            return Relayed(200, {"status": "failed", "message": SERVICE_DOWN, "paste": False})
+            return Reply(200, flow_failed(SERVICE_DOWN))
         if answer.status == 200:
             self._remember(flow_id)
         elif answer.status == 404 and flow_id in self._seen:
-            return Relayed(200, {"status": "failed", "message": SERVICE_LOST_FLOW, "paste": False})
+            return Reply(200, flow_failed(SERVICE_LOST_FLOW))
         return answer
 
-    async def forward(self, path: str, body: bytes) -> Relayed:
+    async def forward(self, path: str, body: bytes) -> Reply:
         """A POST (claim, paste-back, refresh), passed on; a service that cannot be reached becomes a 502."""
         answer = await self.call("POST", path, body)
         if answer is None:
-            return Relayed(502, {"error": "service_unavailable", "message": SERVICE_DOWN})
+            return Reply(502, refusal("service_unavailable", SERVICE_DOWN))
         return answer
 
     def _remember(self, flow_id: str) -> None:
@@ -117,32 +112,38 @@ class _RelayHandler(_JsonHandler):
     def relay(self) -> Relay:
         return cast(Relay, self.extensionapp.relay)  # type: ignore[attr-defined]
 
-    def pass_on(self, answer: Relayed) -> None:
-        self.reply(answer.body, answer.status)
-
     async def forward(self, path: str) -> None:
         body = self.request.body or b"{}"
         if len(body) > MAX_BODY:
-            self.refuse(413, "too_large", "The request is too large.")
+            self.answer(refused(413, "too_large", "The request is too large."))
             return
-        self.pass_on(await self.relay.forward(path, body))
+        self.answer(await self.relay.forward(path, body))
+
+    def valid_flow_id(self, flow_id: str) -> bool:
+        if is_flow_id(flow_id):
+            return True
+        self.answer(refused(400, "bad_flow_id", BAD_FLOW_ID))
+        return False
 
 
 class RelayStatusHandler(_RelayHandler):
     @web.authenticated
+    @authorized
     async def get(self) -> None:
-        self.reply(await self.relay.status(self.logins.status()))
+        self.answer(Reply(200, await self.relay.status(self.routes.status().body)))
 
 
 class RelayFlowHandler(_RelayHandler):
     @web.authenticated
+    @authorized
     async def get(self, flow_id: str) -> None:
         if self.valid_flow_id(flow_id):
-            self.pass_on(await self.relay.flow(flow_id))
+            self.answer(await self.relay.flow(flow_id))
 
 
 class RelayClaimHandler(_RelayHandler):
     @web.authenticated
+    @authorized
     async def post(self, flow_id: str) -> None:
         if self.valid_flow_id(flow_id):
             await self.forward(f"flows/{flow_id}/claim")
@@ -150,6 +151,7 @@ class RelayClaimHandler(_RelayHandler):
 
 class RelayPastedHandler(_RelayHandler):
     @web.authenticated
+    @authorized
     async def post(self, flow_id: str) -> None:
         if self.valid_flow_id(flow_id):
             await self.forward(f"flows/{flow_id}/code")
@@ -157,6 +159,7 @@ class RelayPastedHandler(_RelayHandler):
 
 class RelayRefreshHandler(_RelayHandler):
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         await self.forward("refresh")
 

@@ -28,9 +28,11 @@ from . import _credentials as credentials
 from . import _protocol as protocol
 from ._errors import LoginDenied, LogoutFailed, SpeckleAuthError
 from ._protocol import TokenPair, WhoAmI
+from ._public_app import revoke_unheld
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context
 
 if TYPE_CHECKING:
+    from ._public_app import PublicLogin
     from ._sources import Candidate
 
 __all__ = ["main"]
@@ -84,21 +86,19 @@ def _server(given: str | None) -> str:
 
 def _login(args: argparse.Namespace, io: _Console) -> int:
     from ._public_app import public_login
-    from ._receiver import LoopbackReceiver, PortBusy
+    from ._receiver import PortBusy
 
     server = _server(args.server)
     login = public_login(server)
     receiver = None
     if not args.paste:
-        receiver = LoopbackReceiver(login.app.redirect_url, back_to="the terminal")
         try:
-            receiver.start()
+            receiver = login.listen(back_to="the terminal")
         except PortBusy as err:
             io.say(err.message)
-            receiver = None
     if receiver is None:
         _show(io, login.authorize_url, open_browser=not args.no_browser)
-        code = _pasted_code(io)
+        code = _pasted_code(io, login)
     else:
         with receiver:
             _show(io, login.authorize_url, open_browser=not args.no_browser)
@@ -117,7 +117,7 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
         try:
             who = call(http, protocol.whoami(server, pair.token))
         except SpeckleAuthError:
-            _quietly_revoke(http, server, pair)  # a token nobody can use is not left valid
+            revoke_unheld(server, pair, http=http)  # a token nobody can use is not left valid
             raise
         io.say(f"Signed in to {server} as {_who(who)}")
         _keep(io, http, server, who, pair, args.env_file)
@@ -132,8 +132,8 @@ def _show(io: _Console, url: str, *, open_browser: bool) -> None:
     io.say(url)
 
 
-def _pasted_code(io: _Console) -> str:
-    from ._receiver import PasteNotUnderstood, code_from_pasted
+def _pasted_code(io: _Console, login: PublicLogin) -> str:
+    from ._receiver import PasteNotUnderstood
 
     io.say(
         "After signing in, the browser ends on a page that may not load. Copy that page's whole address "
@@ -144,7 +144,7 @@ def _pasted_code(io: _Console) -> str:
         if line is None:
             break
         try:
-            return code_from_pasted(line)
+            return login.code_from(line)
         except PasteNotUnderstood as err:
             io.say(err.message)
     raise _Failed("No sign-in address was pasted: run login again.")
@@ -157,7 +157,7 @@ def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: Toke
         try:
             path = remember_in_dotenv(server, pair.token, env_file or None)
         except (SpeckleAuthError, OSError):
-            _quietly_revoke(http, server, pair)
+            revoke_unheld(server, pair, http=http)
             raise
         io.say(f"Saved to {path} (readable only by you, ignored by git): programs started in this folder sign in "
                "from it.")
@@ -165,7 +165,7 @@ def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: Toke
     try:
         credentials.remember(server, who.user.id, pair)
     except credentials.KeyringUnavailable:
-        _quietly_revoke(http, server, pair)
+        revoke_unheld(server, pair, http=http)
         io.say(
             "No keyring works on this machine, so this sign-in could not be remembered and was revoked again. "
             f"Run `{_RUN} login --env-file` to keep it in a .env file readable only by you that git ignores, "
@@ -175,13 +175,6 @@ def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: Toke
         return
     how = "" if server == _server(None) else f" with login({server!r}) or SPECKLE_SERVER={server}"
     io.say(f"Remembered in this machine's keyring: notebooks and scripts here now sign in without asking{how}.")
-
-
-def _quietly_revoke(http: httpx.Client, server: str, pair: TokenPair) -> None:
-    try:
-        call(http, protocol.logout(server, pair.token, pair.refresh_token))
-    except SpeckleAuthError:
-        pass  # best effort: the caller reports what went wrong before
 
 
 # --- status ---------------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from . import _registry as registry
 from . import _sources as sources
 from ._errors import NotSignedIn
 from ._protocol import normalize_server_url
-from ._session import check_variable_name, session_for
+from ._session import check_variable_name
+from ._sessions import parts_of, session_for
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -75,7 +76,7 @@ def login(
         panel.show()
         return panel
     session = panel.session
-    if session.link is None:
+    if parts_of(session).link is None:
         panel.say(message="Sign in with this panel, then run the next cell: this kernel cannot hear the panel "
                   "while a cell runs here, so login() does not wait.")
         panel.show()

@@ -1,22 +1,26 @@
-"""Speckle's public connector app (`sca`): "Log in with Speckle" on any server, with nothing registered.
+"""Speckle's public connector app (`sca`): "Log in with Speckle" on any server, with nothing registered. The one
+place a public-app sign-in is made, for the terminal, the kernel and the server extension alike.
 
 Every Speckle server has the app `sca` ("Speckle Connector", secret `sca`, trusted: no consent page), which
 Speckle's desktop connectors sign in with by listening on its redirect URL. Its port and path are asked of the
 server (the public `app(id: "sca")` query), never assumed. Because its secret is public, PKCE is what makes an
 intercepted code worthless: each `PublicLogin` makes a fresh verifier, keeps it to itself, and is the only one
-that can exchange the code its sign-in produces.
+that can exchange the code its sign-in produces. It owns both ways the code comes back (`listen` on the app's
+loopback redirect; `code_from` the address the person pastes), the exchange, and, in this module, the renewal
+(`refresh`) and the taking back of a pair nobody will hold (`revoke_unheld`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
 
 from . import _protocol as protocol
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, RefreshRejected
 from ._protocol import Secret, TokenPair, mask
+from ._receiver import CODE_LIFETIME, LoopbackReceiver, Received, code_from_pasted
 from ._transport import DEFAULT_TIMEOUT, acall, call, ssl_context
 
 __all__ = [
@@ -27,8 +31,12 @@ __all__ = [
     "PublicLogin",
     "aconnector_app",
     "apublic_login",
+    "arefresh",
+    "arevoke_unheld",
     "connector_app",
     "public_login",
+    "refresh",
+    "revoke_unheld",
 ]
 
 PUBLIC_APP_ID = "sca"
@@ -118,6 +126,27 @@ class PublicLogin:
     def challenge(self) -> str:
         return self._challenge
 
+    def listen(
+        self,
+        on_result: Callable[[Received], None] | None = None,
+        *,
+        back_to: str = "the notebook",
+        return_url: str | None = None,
+        lifetime: float = CODE_LIFETIME,
+    ) -> LoopbackReceiver:
+        """The first way the code comes back: listen on the app's loopback redirect for this sign-in's answer.
+        Raises `PortBusy` when the port is taken and `ConfigurationError` when the redirect is no loopback
+        address: then the person pastes the address instead (`code_from`)."""
+        receiver = LoopbackReceiver(self.app.redirect_url, lifetime=lifetime, return_url=return_url,
+                                    on_result=on_result, back_to=back_to)
+        return receiver.start()
+
+    @staticmethod
+    def code_from(pasted: str) -> str:
+        """The second way: the code in the address the sign-in tab ended on, as the person pasted it (or the bare
+        code). Raises `PasteNotUnderstood`, or `LoginDenied` for an address saying access was declined."""
+        return code_from_pasted(pasted)
+
     def exchange(self, code: str, *, http: httpx.Client | None = None) -> TokenPair:
         """Trade the access code the redirect brought for a token pair (raises `AccessCodeRejected`)."""
         code = Secret(code)  # what a failing line of this frame shows
@@ -145,3 +174,38 @@ def public_login(server: str, *, http: httpx.Client | None = None) -> PublicLogi
 
 async def apublic_login(server: str, *, http: httpx.AsyncClient) -> PublicLogin:
     return PublicLogin(server, await aconnector_app(server, http=http))
+
+
+def refresh(server: str, pair: TokenPair) -> TokenPair:
+    """Renew a pair the connector app issued: its secret is public, so whoever holds the pair renews it."""
+    if pair.refresh_token is None:
+        raise RefreshRejected("This sign-in cannot be renewed: log in again.")
+    with _new_http() as http:
+        return call(http, protocol.refresh(server, PUBLIC_APP_ID, PUBLIC_APP_SECRET, pair.refresh_token))
+
+
+async def arefresh(http: httpx.AsyncClient, server: str, refresh_token: str) -> TokenPair:
+    return await acall(http, protocol.refresh(server, PUBLIC_APP_ID, PUBLIC_APP_SECRET, Secret(refresh_token)))
+
+
+def revoke_unheld(server: str, pair: TokenPair, *, http: httpx.Client | None = None) -> None:
+    """Take back a pair that was issued but that nobody will hold (its panel is gone, its sign-in failed after
+    the exchange): never left valid. Best effort: never raises."""
+    op = protocol.logout(server, pair.token, pair.refresh_token)
+    try:
+        if http is not None:
+            call(http, op)
+            return
+        with httpx.Client(timeout=5.0, verify=ssl_context()) as own:
+            call(own, op)
+    except Exception:  # noqa: BLE001, S110 - best effort: the caller has already said what went wrong
+        pass
+
+
+async def arevoke_unheld(http: httpx.AsyncClient, server: str, pair: TokenPair) -> bool:
+    """`revoke_unheld` on an event loop; False when the server could not be told."""
+    try:
+        await acall(http, protocol.logout(server, pair.token, pair.refresh_token))
+    except Exception:  # noqa: BLE001 - best effort, and said by the caller
+        return False
+    return True

@@ -1,75 +1,53 @@
-"""One sign-in per kernel, which every login panel shows.
+"""One sign-in per kernel, which every login panel shows: the session's state.
 
 A kernel has one `Session` (per IPython shell). It holds the signed-in `Client`, where it came from, and
 whether it is remembered; panels are views of it: signing in or out from any panel, or `speckle.logout()` in
-a cell, updates all of them. The session also owns what reaches past one panel:
+a cell, updates all of them. What reaches past the kernel is done by parts made with the session
+(`_sessions.session_for`), each given the session when it is made:
 
-- the link to the Jupyter server (`_jupyter_link`), when the kernel has one: then the panels' messages come
-  through the extension's mailbox, collected by a thread of the session, so they arrive while a cell runs;
-  finished logins are claimed and tokens renewed by the kernel itself, through the extension;
-- without a link, messages come over each panel's comm, which a busy kernel handles only after the cell, and
-  a renewal is asked of one panel view in the browser (never all of them: each would get a new pair);
-- the wait of `login()`, which ends when someone signs in, cancels, or no view shows up to sign in with.
+    _link_logins      the link to the Jupyter server: the panels' mailbox, following and claiming a login
+                      finished by the extension, renewals through the extension
+    _kernel_login     "Log in with Speckle" the kernel finishes itself, where no extension runs
+    _browser_renewal  a renewal asked of one panel view, where the kernel has no link
 
-Messages can arrive on several threads and in any order: every change happens under the one lock, handlers
-never print and never raise, and a failed sign-in never replaces a working one.
+Making a session does no I/O and starts no thread. Messages can arrive on several threads and in any order:
+every change happens under the one lock, nothing here prints or raises into a handler, and a failed sign-in
+never replaces a working one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import keyword
-import logging
-import secrets
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
 from . import _credentials as credentials
-from . import _protocol as protocol
+from . import _public_app as public_app
 from . import _registry as registry
 from . import _sources as sources
 from ._client import Client
 from ._dotenv import dotenv_notices, remember_in_dotenv
 from ._errors import NotSignedIn, RefreshRejected, SpeckleAuthError
-from ._jupyter_link import JupyterLink, find_link
-from ._protocol import Secret, TokenPair
-from ._public_app import PUBLIC_APP_ID, PUBLIC_APP_SECRET, PublicLogin, connector_app
-from ._receiver import LoopbackReceiver, PortBusy, Received, code_from_pasted
+from ._protocol import TokenPair
+from ._public_app import PUBLIC_APP_ID
 from ._rotation import rotation_notice
 
-__all__ = ["Session", "View", "check_variable_name", "session_for"]
+__all__ = ["Part", "Session", "SignedIn", "View", "check_variable_name"]
 
-_log = logging.getLogger("speckle_nb_auth.session")
-
-NO_PANEL = (
-    "This sign-in needs renewing, which goes through the login panel in the browser, and no panel was on "
-    "screen to do it: log in again with the panel (run login() if none is shown)."
-)
-NO_ANSWER = (
-    "This sign-in needs renewing through the login panel, which did not answer in time: keep the panel shown "
-    "(run login() again), or log in again."
-)
-FLOW_ENDED = {
-    "denied": "You chose not to give access: nothing changed.",
-    "expired": "The sign-in expired: try again.",
-    "failed": "The sign-in failed: try again.",
-    "superseded": "A newer sign-in started in this browser replaced this one.",
-}
-FLOW_LIFETIME = 11 * 60.0
 CONNECTOR_APP_NOTE = (
     "Signed in through Speckle's connector app, whose tokens can also write your projects and invite people: "
     "for least privilege, use a read-only personal access token or an app registered for this notebook."
-)  # the extension's 10 minutes, and a little more for the last poll
+)
+NO_RENEWAL = "This sign-in needs renewing, and nothing in this kernel can renew it: log in again."
 
 
 class View(Protocol):
-    """What the session needs of a panel."""
+    """What the session and its parts need of a panel."""
 
     panel_id: str
     variable: str
@@ -87,47 +65,25 @@ class View(Protocol):
     def sign_in_claimed(self, server: str, pair: TokenPair, app_id: str | None) -> None: ...
 
 
-@dataclass
-class _Refresh:
-    """A renewal asked of a browser view, waiting for its answer."""
+class Part(Protocol):
+    """A part of the session (a login it follows): told when someone signed in or pressed Cancel."""
 
-    server: str
-    event: threading.Event = field(default_factory=threading.Event)
-    pair: TokenPair | None = field(default=None, repr=False)
-    error: str | None = None
+    def stop(self, *, cancelled: bool) -> None: ...
 
 
-@dataclass
-class _KernelLogin:
-    """A "Log in with Speckle" through the public connector app that this kernel exchanges itself (where no
-    server extension runs): its verifier lives in `login`, its listener in `receiver`."""
+@dataclass(frozen=True)
+class SignedIn:
+    """What `Session.sign_in` did: signed in (no `error`), or why not, with the requested scopes the token
+    lacks (`missing`, maybe none)."""
 
-    id: str
-    login: PublicLogin = field(repr=False)
-    view: weakref.ref[Any]
-    wanted: tuple[str, ...]
-    receiver: LoopbackReceiver | None = None
-    done: bool = False
-
-
-@dataclass
-class _Flow:
-    """A "Log in with Speckle" the kernel finishes itself, through its link."""
-
-    id: str
-    server: str
-    view: weakref.ref[Any]
-    deadline: float
-    poke: threading.Event = field(default_factory=threading.Event)
-    stopped: bool = False
+    error: str = ""
+    missing: tuple[str, ...] = ()
 
 
 class Session:
-    """The kernel's sign-in. Made by `session_for(shell)`; panels register with `add_view`."""
+    """The kernel's sign-in. Made by `_sessions.session_for(shell)`; panels register with `add_view`."""
 
-    refresh_timeout = 15.0  # seconds a renewal waits for a browser view's answer
-
-    def __init__(self, shell: Any, *, link: JupyterLink | None | bool = True) -> None:
+    def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -138,18 +94,11 @@ class Session:
         self.remembered = False
         self.told_no_keyring = False
         self.cancels = 0  # how many times someone pressed Cancel: ends a waiting login()
+        self.parts: list[Part] = []
+        # renews a pair of a server whose app this kernel does not hold (through the link or a browser view)
+        self.renewer: Callable[[str, TokenPair], TokenPair] | None = None
         self._views: list[weakref.ref[Any]] = []
         self._ready: dict[str, str | None] = {}  # panel id -> the id of its latest view that said "ready"
-        self._refreshes: dict[str, _Refresh] = {}
-        self._late: dict[str, str] = {}  # unanswered renewals: id -> server, to revoke pairs that come late
-        self._flows: dict[str, _Flow] = {}
-        self._kernel_login: _KernelLogin | None = None
-        self.link: JupyterLink | None = (find_link() if link is True else link) or None
-        self.mailbox = secrets.token_urlsafe(24) if self.link is not None else ""
-        self._reader: threading.Thread | None = None
-        if self.link is not None:
-            self._reader = threading.Thread(target=self._read_mailbox, name="speckle-mailbox", daemon=True)
-            self._reader.start()
 
     # --- views ----------------------------------------------------------------------------------------------
 
@@ -177,10 +126,21 @@ class Session:
         with self.lock:
             return view.panel_id in self._ready
 
-    def _broadcast(self, message: str) -> None:
+    def ready_views(self) -> list[tuple[Any, str | None]]:
+        """The views that said they are shown, with their latest browser view's id: the latest last."""
+        with self.lock:
+            views = {v.panel_id: v for v in self.views()}
+            return [(views[p], view_id) for p, view_id in self._ready.items() if p in views]
+
+    def broadcast(self, message: str) -> None:
         for view in self.views():
             with contextlib.suppress(Exception):
                 view.session_changed(message)
+
+    def tell_all_error(self, text: str) -> None:
+        for view in self.views():
+            with contextlib.suppress(Exception):
+                view.say(error=text)
 
     # --- signing in -----------------------------------------------------------------------------------------
 
@@ -203,7 +163,6 @@ class Session:
 
     def sign_in(
         self,
-        view: View,
         server: str,
         pair: TokenPair,
         source: str,
@@ -211,15 +170,14 @@ class Session:
         *,
         store: bool,
         app_id: str | None = None,
-    ) -> tuple[str, ...] | None:
-        """Validate `pair` for `server`; on success inject the client, else tell `view` why (keeping any
-        sign-in). Returns None when signed in, else the requested scopes the token lacks (maybe none)."""
+    ) -> SignedIn:
+        """Validate `pair` for `server`; on success inject the client. A refusal keeps any sign-in and says why,
+        naming the requested scopes the token lacks."""
         with self.lock:
             try:
                 client = self.new_client(server, pair, app_id)
             except SpeckleAuthError as err:
-                view.say(error=self.still_signed_in(_token_message(err, server, source)))
-                return ()
+                return SignedIn(self.still_signed_in(_token_message(err, server, source)))
             check = sources.check_scopes(wanted, sources.token_scopes(client))
             if check.missing:
                 if source == "oauth":  # made for this sign-in and now held by nobody: take it back
@@ -227,11 +185,10 @@ class Session:
                         client.logout(revoke=True)
                 else:
                     client.close()
-                view.say(error=self.still_signed_in(check.missing_message()))
-                return check.missing
+                return SignedIn(self.still_signed_in(check.missing_message()), check.missing)
             origin = CONNECTOR_APP_NOTE if app_id == PUBLIC_APP_ID else ""
             self.commit(client, source, check.held, store=store, origin=origin)
-            return None
+            return SignedIn()
 
     def new_client(self, server: str, pair: TokenPair, app_id: str | None = None) -> Client:
         made: list[Client] = []
@@ -240,13 +197,13 @@ class Session:
             if made:
                 self._pair_refreshed(made[0], new)
 
-        # The kernel refreshes by itself where it holds the app of this very server or reaches the extension;
-        # else a browser view asks the extension.
+        # The kernel renews by itself where it holds the app of this very server (the Client does) or the
+        # public app (whose secret is public); else through the Jupyter server or a browser view (`renewer`).
         refresher: Callable[[TokenPair], TokenPair] | None = None
-        if app_id == PUBLIC_APP_ID:  # its secret is public: the kernel renews by itself
-            refresher = lambda old: _refresh_public(server, old)  # noqa: E731
+        if app_id == PUBLIC_APP_ID:
+            refresher = lambda old: public_app.refresh(server, old)  # noqa: E731
         elif credentials.app_from_environment(server) is None:
-            refresher = lambda old: self._refresh(server, old)  # noqa: E731
+            refresher = lambda old: self.renew(server, old)  # noqa: E731
         client = Client(
             server, pair.token, pair.refresh_token, refresher=refresher, on_refresh=on_refresh, app_id=app_id
         )
@@ -283,13 +240,13 @@ class Session:
             if source != "oauth":  # a personal access token: remind when it is due for rotation
                 notes.append(_quietly(lambda: rotation_notice(client), None) or "")
             self._inject(client)
-            for flow in self._flows.values():
-                flow.stopped = True
+            for part in self.parts:
+                part.stop(cancelled=False)
             self.changed.notify_all()
             if old is not None and old is not client:
                 registry.unregister(old)
                 old.close()  # replaced by a new sign-in: not revoked (it may be a token used elsewhere)
-        self._broadcast(" ".join(n for n in notes if n))
+        self.broadcast(" ".join(n for n in notes if n))
 
     def _inject(self, client: Client) -> None:
         ns = getattr(self.shell, "user_ns", None)
@@ -310,6 +267,11 @@ class Session:
             if self.client is not None:
                 return f"{text} You are still signed in as {self.client.user.name or 'before'}."
             return text
+
+    def renew(self, server: str, pair: TokenPair) -> TokenPair:
+        if self.renewer is None:
+            raise RefreshRejected(NO_RENEWAL, code="refresh_unavailable")
+        return self.renewer(server, pair)
 
     # --- logging out ----------------------------------------------------------------------------------------
 
@@ -332,16 +294,16 @@ class Session:
                 )
             self._client_logged_out(client, quiet=True)
         if problem:
-            self._broadcast("Logged out.")
+            self.broadcast("Logged out.")
             return problem
         if desktop:
-            self._broadcast("Logged out in this notebook; the desktop account stays signed in for Speckle's "
+            self.broadcast("Logged out in this notebook; the desktop account stays signed in for Speckle's "
                             "desktop apps.")
         elif shared:
-            self._broadcast("Logged out in this notebook. SPECKLE_TOKEN was not revoked (it may serve other "
+            self.broadcast("Logged out in this notebook. SPECKLE_TOKEN was not revoked (it may serve other "
                             "jobs); unset it to stop signing in with it, or revoke it in Speckle's settings.")
         else:
-            self._broadcast("Logged out: the token was revoked and forgotten.")
+            self.broadcast("Logged out: the token was revoked and forgotten.")
         return None
 
     def _client_logged_out(self, client: Client, quiet: bool = False) -> None:
@@ -361,7 +323,7 @@ class Session:
                 credentials.forget(client.url, client.user.id)
             self.changed.notify_all()
         if not quiet:
-            self._broadcast("Logged out.")
+            self.broadcast("Logged out.")
 
     # --- remember me ----------------------------------------------------------------------------------------
 
@@ -383,7 +345,7 @@ class Session:
                 credentials.forget(client.url, client.user.id)
                 self.remembered = False
                 message = "This sign-in is no longer remembered on this machine."
-        self._broadcast(message)
+        self.broadcast(message)
         return message, ""
 
     def remember_in_file(self) -> tuple[str, str]:
@@ -413,13 +375,9 @@ class Session:
     def cancel(self) -> None:
         with self.lock:
             self.cancels += 1
-            for flow in self._flows.values():
-                flow.stopped = True
-                flow.poke.set()
-            pending, self._kernel_login = self._kernel_login, None
             self.changed.notify_all()
-        if pending is not None and pending.receiver is not None:
-            pending.receiver.close()
+        for part in self.parts:
+            part.stop(cancelled=True)
 
     def wait(self, view: View, timeout: float, view_timeout: float, *, cancels: int) -> str:
         """Block until signed in ("signed_in"), cancelled since the count was `cancels` ("cancelled"), `timeout`
@@ -441,304 +399,6 @@ class Session:
                     self.changed.wait(min(view_timeout, timeout) - waited)
                 else:
                     self.changed.wait(timeout - waited)
-
-    # --- "Log in with Speckle" where no extension runs: the kernel listens and exchanges ------------------
-
-    def start_kernel_login(self, view: View, flow_id: str, server: str, wanted: tuple[str, ...]) -> None:
-        """Start a public-app sign-in the kernel finishes itself; tells `view` the address to open (and
-        whether its answer can come back here, or must be pasted). Runs on a thread of its own."""
-        threading.Thread(target=self._kernel_login_thread, args=(view, flow_id, server, wanted),
-                         name="speckle-kernel-login", daemon=True).start()
-
-    def _kernel_login_thread(self, view: View, flow_id: str, server: str, wanted: tuple[str, ...]) -> None:
-        try:
-            app = connector_app(server)
-            lacking = app.lacking_message(wanted)
-            if lacking:
-                view.flow_ended(flow_id, lacking)
-                return
-            pending = _KernelLogin(flow_id, PublicLogin(server, app), weakref.ref(view), wanted)
-            with self.lock:
-                old, self._kernel_login = self._kernel_login, pending
-            if old is not None and old.receiver is not None:
-                old.receiver.close()
-            receiver = LoopbackReceiver(app.redirect_url, on_result=lambda r: self._kernel_received(pending, r),
-                                        back_to="the notebook")
-            try:
-                pending.receiver = receiver.start()
-                paste = False
-            except PortBusy:
-                paste = True
-            view.send({"type": "authorize", "flow": flow_id, "url": pending.login.authorize_url, "paste": paste})
-        except SpeckleAuthError as err:
-            view.flow_ended(flow_id, self.still_signed_in(err.message))
-        except Exception as err:  # noqa: BLE001 - a thread of ours must end in a message, never a traceback
-            _log.debug("a kernel login failed: %s", type(err).__name__)
-            view.flow_ended(flow_id, "Something unexpected went wrong while starting the sign-in: try again.")
-
-    def _kernel_received(self, pending: _KernelLogin, received: Received) -> None:
-        """The receiver's answer (on its thread)."""
-        view = pending.view()
-        if view is None or received.kind == "cancelled":
-            return
-        if received.kind == "code" and received.code:
-            self._finish_kernel_login(pending, received.code)
-        elif received.kind == "denied":
-            view.flow_ended(pending.id, self.still_signed_in(FLOW_ENDED["denied"]))
-        else:
-            view.flow_ended(pending.id, self.still_signed_in(FLOW_ENDED["expired"]))
-
-    def paste(self, view: View, flow_id: str, pasted: str) -> None:
-        """Paste-back where the kernel holds the login: the address the sign-in tab ended on, or the code."""
-        with self.lock:
-            pending = self._kernel_login
-        if pending is None or pending.id != flow_id or pending.done:
-            view.say(error=self.still_signed_in("No sign-in waits for that address any more: log in again."))
-            return
-        try:
-            code = code_from_pasted(pasted)
-        except SpeckleAuthError as err:
-            view.say(error=err.message)
-            return
-        if pending.receiver is not None:
-            pending.receiver.close()
-        self._finish_kernel_login(pending, code)
-
-    def _finish_kernel_login(self, pending: _KernelLogin, code: str) -> None:
-        with self.lock:
-            if pending.done:
-                return
-            pending.done = True
-            if self._kernel_login is pending:
-                self._kernel_login = None
-        view = pending.view()
-        try:
-            pair = pending.login.exchange(code)
-        except SpeckleAuthError as err:
-            if view is not None:
-                view.flow_ended(pending.id, self.still_signed_in(err.message))
-            return
-        if view is None:
-            _revoke(pending.login.server, pair)
-            return
-        view.sign_in_claimed(pending.login.server, pair, PUBLIC_APP_ID)
-
-    # --- the link: mailbox, logins finished by the kernel, renewals -----------------------------------------
-
-    def _read_mailbox(self) -> None:
-        """The mailbox thread: long polls for the panels' messages and hands each to its panel."""
-        assert self.link is not None
-        pause = 0.5
-        with self.link.client(timeout=40.0) as http:
-            while True:
-                try:
-                    response = http.get(self.link.url(f"mailbox/{self.mailbox}"), params={"wait": "20"})
-                    response.raise_for_status()
-                    messages = response.json().get("messages") or []
-                    pause = 0.5
-                except (httpx.HTTPError, ValueError, AttributeError):
-                    time.sleep(pause)  # the server restarts or is gone: ask again, less often
-                    pause = min(pause * 2, 10.0)
-                    continue
-                for message in messages:
-                    self._deliver(message)
-
-    def _deliver(self, message: Any) -> None:
-        if not isinstance(message, dict):
-            return
-        panel_id = message.get("panel")
-        for view in self.views():
-            if view.panel_id == panel_id:
-                view.handle(message)
-                return
-
-    def track_flow(self, view: View, flow_id: str, server: str) -> None:
-        """A browser view opened the login `flow_id`: poll it through the link and claim it when it is done,
-        so the token goes from the extension to this kernel without the browser."""
-        with self.lock:
-            for old in self._flows.values():
-                old.stopped = True
-                old.poke.set()
-            flow = _Flow(flow_id, server, weakref.ref(view), time.monotonic() + FLOW_LIFETIME)
-            self._flows = {flow_id: flow}
-        threading.Thread(target=self._follow, args=(flow,), name="speckle-flow", daemon=True).start()
-
-    def poke_flow(self, flow_id: str) -> None:
-        with self.lock:
-            flow = self._flows.get(flow_id)
-        if flow is not None:
-            flow.poke.set()
-
-    def _follow(self, flow: _Flow) -> None:
-        assert self.link is not None
-        try:
-            error = self._poll_until_claimed(flow)
-        except Exception as err:  # noqa: BLE001 - a thread of ours must end in a message, never a traceback
-            _log.debug("following a login failed: %s", type(err).__name__)
-            error = "Something unexpected went wrong while finishing the sign-in: log in again."
-        with self.lock:
-            if self._flows.get(flow.id) is flow:
-                del self._flows[flow.id]
-        view = flow.view()
-        if view is not None and error:
-            view.flow_ended(flow.id, self.still_signed_in(error))
-
-    def _poll_until_claimed(self, flow: _Flow) -> str:
-        assert self.link is not None
-        with self.link.client() as http:
-            while not flow.stopped:
-                if time.monotonic() > flow.deadline:
-                    return FLOW_ENDED["expired"]
-                try:
-                    response = http.get(self.link.url(f"flows/{flow.id}"))
-                except httpx.HTTPError:
-                    response = None
-                if response is not None and response.status_code == 200:
-                    state = response.json()
-                    status = state.get("status")
-                    if status == "done":
-                        return self._claim(http, flow)
-                    if status != "pending":
-                        return str(state.get("message") or FLOW_ENDED.get(str(status), FLOW_ENDED["failed"]))
-                elif response is not None and response.status_code != 404:  # 404: the tab has not started it
-                    return f"Jupyter refused to report on the sign-in (HTTP {response.status_code}): log in again."
-                flow.poke.wait(0.5)
-                flow.poke.clear()
-        return ""
-
-    def _claim(self, http: httpx.Client, flow: _Flow) -> str:
-        assert self.link is not None
-        response = http.post(self.link.url(f"flows/{flow.id}/claim"), json={})
-        json_answer = response.headers.get("content-type", "").startswith("application/json")
-        data = _masked(response.json()) if json_answer else {}
-        if response.status_code != 200 or not isinstance(data.get("token"), str):
-            return str(data.get("message") or "The token could not be collected: log in again.")
-        pair = TokenPair(data["token"], data.get("refresh_token") or None)
-        server = str(data.get("server_url") or flow.server)
-        app_id = data.get("app_id") if isinstance(data.get("app_id"), str) else None
-        view = flow.view()
-        if view is None:  # the panel is gone: nobody will hold this pair
-            _revoke(server, pair)
-            return ""
-        view.sign_in_claimed(server, pair, app_id)
-        return ""
-
-    def _refresh(self, server: str, pair: TokenPair) -> TokenPair:
-        """The clients' refresher: through the link when there is one, else through one browser view."""
-        if self.link is not None:
-            return self._refresh_via_link(server, pair)
-        return self._refresh_via_browser(server, pair)
-
-    def _refresh_via_link(self, server: str, pair: TokenPair) -> TokenPair:
-        assert self.link is not None
-        try:
-            response = self.link.post("refresh", {"server_url": server, "refresh_token": pair.refresh_token})
-            data = _masked(response.json())
-        except (httpx.HTTPError, ValueError):
-            raise RefreshRejected(
-                "This sign-in needs renewing, and the Jupyter server could not be reached to do it: log in "
-                "again.", code="refresh_unavailable"
-            ) from None
-        if response.status_code != 200 or not isinstance(data.get("token"), str):
-            text = str(data.get("message") or "The sign-in could not be renewed: log in again.")
-            self._tell_all_error(text)
-            raise RefreshRejected(text)
-        return TokenPair(data["token"], data.get("refresh_token") or None)
-
-    def _refresh_via_browser(self, server: str, pair: TokenPair) -> TokenPair:
-        """Ask ONE browser view (the latest that said "ready") to renew the pair through the extension: each
-        view asked would come back with a pair of its own, and all but one would be held by nobody."""
-        target = self._refresh_target()
-        if target is None:
-            raise RefreshRejected(NO_PANEL, code="refresh_unavailable")
-        view, view_id = target
-        rid = secrets.token_urlsafe(18)
-        pending = _Refresh(server)
-        with self.lock:
-            self._refreshes[rid] = pending
-        try:
-            request = {"type": "refresh", "id": rid, "server_url": server, "refresh_token": pair.refresh_token}
-            if view_id:
-                request["view"] = view_id
-            view.send(request)
-            answered = pending.event.wait(self.refresh_timeout)
-        finally:
-            with self.lock:
-                self._refreshes.pop(rid, None)
-                if not pending.event.is_set():
-                    self._late[rid] = server
-                    while len(self._late) > 32:
-                        self._late.pop(next(iter(self._late)))
-        if not answered:
-            self._tell_all_error(NO_ANSWER)
-            raise RefreshRejected(NO_ANSWER, code="refresh_timeout")
-        if pending.pair is None:
-            text = pending.error or "The sign-in could not be renewed: log in again."
-            self._tell_all_error(text)
-            raise RefreshRejected(text)
-        return pending.pair
-
-    def _refresh_target(self) -> tuple[Any, str | None] | None:
-        if getattr(_handling, "active", False):
-            return None  # inside a message handler the answer could not arrive while we wait
-        with self.lock:
-            views = {v.panel_id: v for v in self.views()}
-            for panel_id in reversed(list(self._ready)):
-                view = views.get(panel_id)
-                if view is not None and getattr(view, "comm", None) is not None:
-                    return view, self._ready[panel_id]
-        return None
-
-    def refresh_answered(self, rid: str, pair: TokenPair | None, error: str | None) -> None:
-        with self.lock:
-            pending = self._refreshes.get(rid)
-            if pending is not None and not pending.event.is_set():
-                pending.pair, pending.error = pair, error
-                pending.event.set()
-                return
-            late = self._late.pop(rid, None)
-        if late is not None and pair is not None:
-            _revoke(late, pair)  # nobody waits for this pair any more: do not leave it valid
-
-    def _tell_all_error(self, text: str) -> None:
-        for view in self.views():
-            with contextlib.suppress(Exception):
-                view.say(error=text)
-
-
-class _Handling(threading.local):
-    active = False
-
-
-_handling = _Handling()
-
-
-@contextlib.contextmanager
-def handling_message() -> Any:
-    """Marks the current thread as inside a panel's message handler (see `_refresh_target`)."""
-    _handling.active = True
-    try:
-        yield
-    finally:
-        _handling.active = False
-
-
-_sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
-_no_shell: list[Session] = []
-_sessions_lock = threading.Lock()
-
-
-def session_for(shell: Any) -> Session:
-    """The session of `shell` (IPython's), made on first use."""
-    with _sessions_lock:
-        if shell is None:
-            if not _no_shell:
-                _no_shell.append(Session(None))
-            return _no_shell[0]
-        session = _sessions.get(shell)
-        if session is None:
-            session = _sessions[shell] = Session(shell)
-        return session
 
 
 def check_variable_name(name: Any) -> None:
@@ -779,30 +439,4 @@ def _quietly(make: Callable[[], Any], fallback: Any) -> Any:
     except Exception:  # noqa: BLE001 - see above
         return fallback
 
-
-def _refresh_public(server: str, pair: TokenPair) -> TokenPair:
-    from ._transport import call, ssl_context
-
-    if pair.refresh_token is None:
-        raise RefreshRejected("This sign-in cannot be renewed: log in again.")
-    with httpx.Client(timeout=10.0, verify=ssl_context()) as http:
-        return call(http, protocol.refresh(server, PUBLIC_APP_ID, PUBLIC_APP_SECRET, pair.refresh_token))
-
-
-def _masked(data: Any) -> dict[str, Any]:
-    """The extension's JSON answer with its tokens as `Secret`s: what a traceback of the frame holding it shows."""
-    if not isinstance(data, dict):
-        return {}
-    return {key: Secret(value) if key in ("token", "refresh_token") and isinstance(value, str) else value
-            for key, value in data.items()}
-
-
-def _revoke(server: str, pair: TokenPair) -> None:
-    from ._transport import call, ssl_context
-
-    try:
-        with httpx.Client(timeout=5.0, verify=ssl_context()) as http:
-            call(http, protocol.logout(server, pair.token, pair.refresh_token))
-    except Exception:  # noqa: BLE001, S110 - best effort
-        pass
 

@@ -36,6 +36,7 @@ from test_serverext_routes import (  # noqa: F401 - fixtures
 from test_verbose_tracebacks import Seen, assert_no_secret, verbose_text
 
 from speckle_nb_auth import _protocol as protocol
+from speckle_nb_auth._browser_renewal import BrowserRenewal
 from speckle_nb_auth._errors import (
     AccessCodeRejected,
     RefreshRejected,
@@ -44,6 +45,7 @@ from speckle_nb_auth._errors import (
     SpeckleUnreachable,
 )
 from speckle_nb_auth._jupyter_link import JupyterLink
+from speckle_nb_auth._link_logins import LinkLogins
 from speckle_nb_auth._protocol import Secret, TokenPair
 from speckle_nb_auth._public_app import PUBLIC_APP_ID, apublic_login, public_login
 from speckle_nb_auth._receiver import PasteNotUnderstood, code_from_pasted
@@ -300,17 +302,15 @@ class RaisingView:
         return lambda *args, **kwargs: None
 
 
-def linked_session(serverapp: Any, port: int) -> Session:
-    """A session whose link goes to the test's Jupyter server (no mailbox reader: nothing is posted to it)."""
-    session = Session(None, link=False)
-    session.link = JupyterLink(f"http://127.0.0.1:{port}{BASE}", serverapp.identity_provider.token)
-    return session
+def linked_session(serverapp: Any, port: int) -> LinkLogins:
+    """A session's link to the test's Jupyter server (no mailbox reader: nothing is posted to it)."""
+    return LinkLogins(Session(None), JupyterLink(f"http://127.0.0.1:{port}{BASE}", serverapp.identity_provider.token))
 
 
 async def test_the_kernels_claim_failing_shows_no_token(
     emulator: Emulator, ext: Any, jp_serverapp: Any, jp_http_port: int, http_server: Any
 ) -> None:
-    from speckle_nb_auth._session import _Flow
+    from speckle_nb_auth._link_logins import _Flow
 
     seen = Seen(emulator)
     logins = ext.logins
@@ -321,14 +321,13 @@ async def test_the_kernels_claim_failing_shows_no_token(
     flow = logins.store.get(FLOW)
     assert flow is not None and flow.tokens is not None
     seen.add(flow.tokens.token, flow.tokens.refresh_token)
-    session = linked_session(jp_serverapp, jp_http_port)
+    linked = linked_session(jp_serverapp, jp_http_port)
     view = RaisingView()
     followed = _Flow(FLOW, emulator.url, lambda: view, 0.0)  # type: ignore[arg-type]
 
     def claim() -> None:
-        assert session.link is not None
-        with session.link.client() as http:
-            session._claim(http, followed)
+        with linked.link.client() as http:
+            linked._claim(http, followed)
 
     with pytest.raises(RuntimeError) as caught:
         await asyncio.to_thread(claim)
@@ -343,10 +342,10 @@ async def test_a_renewal_through_the_link_failing_shows_no_refresh_token(
     seen = Seen(emulator)
     pair = oauth_pair(emulator)
     seen.add(pair.token, pair.refresh_token)
-    session = linked_session(jp_serverapp, jp_http_port)
+    linked = linked_session(jp_serverapp, jp_http_port)
     emulator.inject_fault("/auth/token", fault)
     with pytest.raises(RefreshRejected) as caught:
-        await asyncio.to_thread(session._refresh_via_link, emulator.url, pair)
+        await asyncio.to_thread(linked.renew, emulator.url, pair)
     text = check(caught.value, seen)
     assert "pair = TokenPair(token='…" in text
     assert isinstance(caught.value, SpeckleAuthError)
@@ -358,8 +357,9 @@ async def test_a_renewal_through_a_browser_view_that_never_answers_shows_no_refr
     seen = Seen(emulator)
     pair = oauth_pair(emulator)
     seen.add(pair.token, pair.refresh_token)
-    session = Session(None, link=False)
-    session.refresh_timeout = 0.2
+    session = Session(None)
+    renewal = BrowserRenewal(session)
+    renewal.timeout = 0.2
 
     class SilentView(RaisingView):
         comm = object()
@@ -368,5 +368,5 @@ async def test_a_renewal_through_a_browser_view_that_never_answers_shows_no_refr
     session.add_view(view)  # type: ignore[arg-type]
     session.view_ready(view, "page-of-the-test")  # type: ignore[arg-type]
     with pytest.raises(RefreshRejected) as caught:
-        await asyncio.to_thread(session._refresh_via_browser, emulator.url, pair)
+        await asyncio.to_thread(renewal.renew, emulator.url, pair)
     check(caught.value, seen)

@@ -22,9 +22,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .._protocol import TokenPair
+
+if TYPE_CHECKING:
+    from .._public_app import PublicLogin
 
 __all__ = ["FLOW_ID", "Flow", "FlowIdInUse", "FlowStatus", "FlowStore", "is_flow_id"]
 
@@ -58,6 +61,7 @@ class Flow:
     claimed: bool = False
     app_id: str = ""  # the app whose code this flow exchanges: a registered one, or the public "sca"
     paste: bool = False  # the code cannot come back here by itself: the panel asks for the page's address
+    public: PublicLogin | None = field(default=None, repr=False)  # a public-app login holds its own verifier
 
     @property
     def account(self) -> str:
@@ -90,6 +94,7 @@ class FlowStore:
         *,
         replaces: str | None = None,
         app_id: str = "",
+        public: PublicLogin | None = None,
     ) -> Flow:
         """A new pending flow. `replaces` is the flow the same browser started before (from its cookie): if
         that one is still pending, it is superseded, so one browser has one pending login at a time."""
@@ -105,7 +110,7 @@ class FlowStore:
                 previous.message = "A newer login was started in the same browser, so this one was cancelled."
         while len(self._flows) >= self.max_flows:
             self._flows.popitem(last=False)
-        flow = Flow(flow_id, server_url, verifier, challenge, created=self.clock(), app_id=app_id)
+        flow = Flow(flow_id, server_url, verifier, challenge, created=self.clock(), app_id=app_id, public=public)
         self._flows[flow_id] = flow
         return flow
 

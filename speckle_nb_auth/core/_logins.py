@@ -23,12 +23,11 @@ from .._protocol import (
     authorize_url,
     challenge_for,
     exchange_code,
-    logout,
     make_verifier,
     refresh,
     whoami,
 )
-from .._public_app import PUBLIC_APP_ID, PUBLIC_APP_SECRET, aconnector_app
+from .._public_app import PUBLIC_APP_ID, PublicLogin, aconnector_app, arefresh, arevoke_unheld
 from .._receiver import LoopbackReceiver, PortBusy, Received, code_from_pasted
 from .._transport import acall
 from .._version import __version__
@@ -117,23 +116,22 @@ class Logins:
             )
         assert flow_id is not None  # for type checkers: is_flow_id said so
         server = self._server(server_url)
-        public = server.login_app == "public"
-        redirect_url = ""
-        if public:
+        public: PublicLogin | None = None
+        if server.login_app == "public":
             try:
                 app = await aconnector_app(server.url, http=self.client)
             except SpeckleAuthError as err:
                 raise Refused(502, err.code, "Speckle's connector app is not available", err.message) from None
             self.public_scopes[server.url] = list(app.scopes)
-            app_id, redirect_url = PUBLIC_APP_ID, app.redirect_url
+            public = PublicLogin(server.url, app)
+            app_id, verifier, challenge = PUBLIC_APP_ID, "", public.challenge  # its verifier stays in `public`
         else:
             app_id = server.app_credentials()[0]
-        verifier = make_verifier()
-        # Speckle compares the challenge as plain text; a public app's secret is public, so this one
-        # verifier, kept here, is what makes an intercepted code worthless
-        challenge = challenge_for(verifier, "plain" if public else self.challenge_method)
+            verifier = make_verifier()
+            challenge = challenge_for(verifier, self.challenge_method)
         try:
-            flow = self.store.start(flow_id, server.url, verifier, challenge, replaces=replaces, app_id=app_id)
+            flow = self.store.start(flow_id, server.url, verifier, challenge, replaces=replaces, app_id=app_id,
+                                    public=public)
         except FlowIdInUse:
             raise Refused(
                 409,
@@ -141,13 +139,13 @@ class Logins:
                 "Login link already used",
                 "This login link was already used to start a login; each link starts one login only.",
             ) from None
-        if public:
-            self._listen(flow, redirect_url, return_url, browser_is_local)
+        if public is not None:
+            self._listen(flow, public, return_url, browser_is_local)
         self.log.debug("Speckle login %s started for %s", flow_id, server.url)
         return Secret(authorize_url(server.url, app_id, challenge))  # it holds the challenge
 
-    def _listen(self, flow: Flow, redirect_url: str, return_url: str, browser_is_local: bool) -> None:
-        """Run the loopback receiver for a public-app flow (one at a time: the port is one)."""
+    def _listen(self, flow: Flow, public: PublicLogin, return_url: str, browser_is_local: bool) -> None:
+        """Listen for a public-app login's answer on its loopback redirect (one at a time: the port is one)."""
         self.close_receivers()
         if not browser_is_local:
             flow.paste = True
@@ -157,14 +155,12 @@ class Logins:
         def on_result(received: Received) -> None:  # the receiver's thread
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._received(flow.id, received)))
 
-        receiver = LoopbackReceiver(redirect_url, lifetime=self.store.lifetime, return_url=return_url or None,
-                                    on_result=on_result)
         try:
-            receiver.start()
+            receiver = public.listen(on_result, return_url=return_url or None, lifetime=self.store.lifetime)
         except PortBusy:
             flow.paste = True
             self.log.info("Speckle login %s: %s is in use, so the panel asks for the page's address",
-                          flow.id, redirect_url)
+                          flow.id, public.app.redirect_url)
             return
         except SpeckleAuthError as err:  # a redirect URL no listener here can serve
             flow.paste = True
@@ -257,12 +253,12 @@ class Logins:
         flow_id, access_code = flow.id, Secret(access_code)
         tokens: TokenPair | None = None
         try:
-            if flow.app_id == PUBLIC_APP_ID:
-                app_id, app_secret = PUBLIC_APP_ID, Secret(PUBLIC_APP_SECRET)
+            if flow.public is not None:
+                tokens = await flow.public.aexchange(access_code, http=self.client)
             else:
                 app_id, app_secret = _app(self._server(flow.server_url))
-            exchange = exchange_code(flow.server_url, app_id, app_secret, access_code, flow.verifier)
-            tokens = await acall(self.client, exchange)
+                exchange = exchange_code(flow.server_url, app_id, app_secret, access_code, flow.verifier)
+                tokens = await acall(self.client, exchange)
             # names the user on the result page, and keeps a token Speckle does not accept from the panel
             me = await acall(self.client, whoami(flow.server_url, tokens.token))
         except SpeckleAuthError as err:
@@ -279,9 +275,7 @@ class Logins:
             await self._revoke(flow.server_url, tokens)
 
     async def _revoke(self, server_url: str, tokens: TokenPair) -> None:
-        try:
-            await acall(self.client, logout(server_url, tokens.token, tokens.refresh_token))
-        except SpeckleAuthError:
+        if not await arevoke_unheld(self.client, server_url, tokens):
             self.log.warning("A token Speckle issued for a failed login could not be revoked on %s", server_url)
 
     def _why_unchanged(self, flow_id: str) -> CallbackProblem | None:
@@ -302,7 +296,7 @@ class Logins:
         refresh_token = Secret(refresh_token)
         server = self._server(server_url)
         if app_id == PUBLIC_APP_ID or server.login_app == "public":
-            return await acall(self.client, refresh(server.url, PUBLIC_APP_ID, PUBLIC_APP_SECRET, refresh_token))
+            return await arefresh(self.client, server.url, refresh_token)
         registered_id, app_secret = _app(server)
         return await acall(self.client, refresh(server.url, registered_id, app_secret, refresh_token))
 

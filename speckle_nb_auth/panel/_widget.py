@@ -22,10 +22,12 @@ import traitlets as t
 
 from .. import _protocol as protocol
 from .. import _sources as sources
+from .._browser_renewal import handling_message
 from .._desktop import DesktopAccount, desktop_accounts
 from .._errors import SpeckleAuthError
 from .._protocol import TokenPair
-from .._session import Session, check_variable_name, handling_message, session_for
+from .._session import Session, check_variable_name
+from .._sessions import parts_of, session_for
 from . import _messages as msgs
 
 __all__ = ["LoginPanel"]
@@ -96,6 +98,7 @@ class LoginPanel(anywidget.AnyWidget):
         wanted = sources.normalize_scopes(scopes)
         shell = shell if shell is not None else _current_shell()
         session = session_for(shell)
+        parts = parts_of(session)
         super().__init__(
             variable=name,
             server_url=url,
@@ -104,11 +107,12 @@ class LoginPanel(anywidget.AnyWidget):
             requested_scopes=list(wanted),
             kernel_refresh=_kernel_can_refresh(),
             panel_id=secrets.token_urlsafe(12),
-            mailbox=session.mailbox,
+            mailbox=parts.mailbox,
             **kwargs,
         )
         self._shell = shell
         self.session: Session = session
+        self.parts = parts
         self._wanted = wanted
         self._fixed_server = url or None
         self._lock = threading.RLock()
@@ -140,11 +144,11 @@ class LoginPanel(anywidget.AnyWidget):
     @property
     def refresh_timeout(self) -> float:
         """How long a renewal through the browser waits for its answer, in seconds."""
-        return self.session.refresh_timeout
+        return self.parts.renewal.timeout
 
     @refresh_timeout.setter
     def refresh_timeout(self, seconds: float) -> None:
-        self.session.refresh_timeout = seconds
+        self.parts.renewal.timeout = seconds
 
     def show(self) -> None:
         """Display the panel (once per cell: `login()` as a cell's last line is not shown twice)."""
@@ -225,26 +229,27 @@ class LoginPanel(anywidget.AnyWidget):
             if session.client is None:
                 self.say(message="Sign-in cancelled.")
         elif isinstance(message, msgs.FlowStarted):
-            if session.link is None:
+            if self.parts.link is None:
                 self.say(error="This kernel cannot reach its Jupyter server to finish the sign-in: log in again.")
                 return
             self._set(error="", message="")
-            session.track_flow(self, message.flow, message.server)
+            self.parts.link.track(self, message.flow, message.server)
         elif isinstance(message, msgs.FlowDone):
-            session.poke_flow(message.flow)
+            if self.parts.link is not None:
+                self.parts.link.poke(message.flow)
         elif isinstance(message, msgs.KernelLogin):
             self._set(error="", message="")
             server = message.server or self.server_url or sources.default_server()
-            session.start_kernel_login(self, message.flow, server, self._wanted)
+            self.parts.kernel_login.start(self, message.flow, server, self._wanted)
         elif isinstance(message, msgs.Paste):
-            session.paste(self, message.flow, message.pasted)
+            self.parts.kernel_login.paste(self, message.flow, message.pasted)
         elif isinstance(message, msgs.RememberFile):
             text, error = session.remember_in_file()
             self._set(message=text, error=error, no_keyring=bool(error))
         elif isinstance(message, msgs.Refreshed):
-            session.refresh_answered(message.id, message.pair, None)
+            self.parts.renewal.answered(message.id, message.pair, None)
         elif isinstance(message, msgs.RefreshFailed):
-            session.refresh_answered(message.id, None, message.message or None)
+            self.parts.renewal.answered(message.id, None, message.message or None)
 
     # --- signing in -----------------------------------------------------------------------------------------
 
@@ -253,12 +258,13 @@ class LoginPanel(anywidget.AnyWidget):
     ) -> None:
         self._set(busy=True, error="", message=f"Checking the sign-in with {server}…")
         try:
-            missing = self.session.sign_in(
-                self, server, pair, source, self._wanted, store=self.remember if store is None else store,
-                app_id=app_id,
+            result = self.session.sign_in(
+                server, pair, source, self._wanted, store=self.remember if store is None else store, app_id=app_id
             )
-            if missing:
-                self._set(missing_scopes=list(missing))
+            if result.error:
+                self._set(error=result.error, message="")
+            if result.missing:
+                self._set(missing_scopes=list(result.missing))
         finally:
             self._set(busy=False)
 

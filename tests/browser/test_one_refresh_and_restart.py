@@ -28,12 +28,13 @@ LOGIN = "from speckle_nb_auth import login\npanel = login(wait=False)"
 WITHOUT_LINK = "import os, tempfile\nos.environ['JUPYTER_RUNTIME_DIR'] = tempfile.mkdtemp()\n"
 TOKEN_DIES_THEN_A_CALL = (
     "import hashlib, os, httpx\n"
-    "from speckle_nb_auth._session import session_for\n"
+    "from speckle_nb_auth._sessions import parts_of, session_for\n"
     "old = speckle.token_pair.token\n"
     # the token dies on the server while its refresh token lives, as when Speckle rejects it
     "httpx.post(os.environ['SPECKLE_SERVER'] + '/auth/logout', json={'token': old}).raise_for_status()\n"
     "name = speckle.graphql('{ activeUser { name } }')['activeUser']['name']\n"
-    "print(name, '|', speckle.token_pair.token != old, '|', session_for(get_ipython()).link is not None, '|',"
+    "print(name, '|', speckle.token_pair.token != old, '|',\n"
+    "      parts_of(session_for(get_ipython())).link is not None, '|',"
     " hashlib.sha256(speckle.token_pair.token.encode()).hexdigest())"
 )
 

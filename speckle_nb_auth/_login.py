@@ -26,6 +26,7 @@ from ._sessions import parts_of, session_for
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._session import Session
     from .panel import LoginPanel
 
 __all__ = ["check_variable_name", "get_client", "login"]
@@ -84,12 +85,34 @@ def login(
     panel.waiting_until = time.time() + timeout
     panel.show()
     try:
-        outcome = session.wait(panel, timeout, VIEW_TIMEOUT, cancels=cancels)
+        outcome = _wait(session, panel, timeout, VIEW_TIMEOUT, cancels=cancels)
     finally:
         panel.waiting_until = 0.0
     if outcome == "signed_in":
         return panel
     raise _not_signed_in(outcome, timeout)
+
+
+def _wait(session: Session, view: LoginPanel, timeout: float, view_timeout: float, *, cancels: int) -> str:
+    """Block until signed in ("signed_in"), cancelled since the count was `cancels` ("cancelled"), `timeout`
+    passed ("timeout"), or no view of `view` said it is shown within `view_timeout` ("no_view"). The count is
+    taken before the panel exists: a Cancel can come through the mailbox before the wait begins."""
+    start = time.monotonic()
+    with session.lock:
+        while True:
+            if session.client is not None:
+                return "signed_in"
+            if session.cancels != cancels:
+                return "cancelled"
+            waited = time.monotonic() - start
+            if waited >= timeout:
+                return "timeout"
+            if not session.seen(view):
+                if waited >= view_timeout:
+                    return "no_view"
+                session.changed.wait(min(view_timeout, timeout) - waited)
+            else:
+                session.changed.wait(timeout - waited)
 
 
 def _not_signed_in(outcome: str, timeout: float) -> NotSignedIn:

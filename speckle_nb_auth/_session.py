@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import keyword
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -378,27 +377,6 @@ class Session:
             self.changed.notify_all()
         for part in self.parts:
             part.stop(cancelled=True)
-
-    def wait(self, view: View, timeout: float, view_timeout: float, *, cancels: int) -> str:
-        """Block until signed in ("signed_in"), cancelled since the count was `cancels` ("cancelled"), `timeout`
-        passed ("timeout"), or no view of `view` said it is shown within `view_timeout` ("no_view"). The count
-        is taken before the panel exists: a Cancel can come through the mailbox before the wait begins."""
-        start = time.monotonic()
-        with self.lock:
-            while True:
-                if self.client is not None:
-                    return "signed_in"
-                if self.cancels != cancels:
-                    return "cancelled"
-                waited = time.monotonic() - start
-                if waited >= timeout:
-                    return "timeout"
-                if not self.seen(view):
-                    if waited >= view_timeout:
-                        return "no_view"
-                    self.changed.wait(min(view_timeout, timeout) - waited)
-                else:
-                    self.changed.wait(timeout - waited)
 
 
 def check_variable_name(name: Any) -> None:

@@ -1,9 +1,9 @@
-"""The login panel: synced traits (never a secret), a view of the kernel's one sign-in (`_session`).
+"""The login panel: a view of the kernel's one sign-in (`_session`).
 
-The panel turns the browser's one-shot messages (`_messages`) into calls on the session and mirrors the
-session's state into its traits. Messages come over the comm or, while a cell runs, through the server
-extension's mailbox on the session's thread; handlers never print and never raise. Tokens travel only in
-one-shot messages, never in the synced state, which a saved notebook keeps.
+The panel turns the browser's one-shot messages (`_messages`) into calls on the session and its parts, and
+mirrors the session's state into its traits (`_traits`: never a secret). Messages come over the comm or, while
+a cell runs, through the server extension's mailbox on the session's thread; handlers never print and never
+raise. Tokens travel only in one-shot messages, never in the synced state, which a saved notebook keeps.
 """
 
 from __future__ import annotations
@@ -14,11 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterable
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-import anywidget
-import traitlets as t
 
 from .. import _protocol as protocol
 from .. import _sources as sources
@@ -29,10 +25,10 @@ from .._protocol import TokenPair
 from .._session import Session, check_variable_name
 from .._sessions import parts_of, session_for
 from . import _messages as msgs
+from ._traits import PanelTraits
 
 __all__ = ["LoginPanel"]
 
-_HERE = Path(__file__).parent
 _log = logging.getLogger("speckle_nb_auth.panel")
 
 GENERIC_ERROR = (
@@ -41,46 +37,12 @@ GENERIC_ERROR = (
 )
 
 
-class LoginPanel(anywidget.AnyWidget):
+class LoginPanel(PanelTraits):
     """Sign in to Speckle from a notebook; the signed-in `Client` appears in the namespace as `variable`.
 
     Made by `speckle_nb_auth.login()`. Every panel of a kernel shows the same sign-in. Only non-secret state
     is synced (and so saved with a notebook).
     """
-
-    _esm = _HERE / "panel.js"
-    _css = _HERE / "panel.css"
-
-    status = t.Unicode("signed_out", help="signed_out | signed_in").tag(sync=True)
-    busy = t.Bool(False, help="the kernel is checking a credential").tag(sync=True)
-    message = t.Unicode("", help="what happened, for people").tag(sync=True)
-    error = t.Unicode("", help="what went wrong and what to do, for people").tag(sync=True)
-    server_url = t.Unicode("", help="the signed-in server, or the one asked for").tag(sync=True)
-    default_server = t.Unicode("", help="the kernel's default server (SPECKLE_SERVER or app.speckle.systems)").tag(
-        sync=True
-    )
-    server_name = t.Unicode("").tag(sync=True)
-    user_name = t.Unicode("").tag(sync=True)
-    user_email = t.Unicode("").tag(sync=True)
-    user_avatar = t.Unicode("").tag(sync=True)
-    variable = t.Unicode("speckle", help="the notebook variable holding the Client").tag(sync=True)
-    source = t.Unicode("", help="token | oauth | desktop | environment | keyring | dotenv").tag(sync=True)
-    remember = t.Bool(False, help="keep the sign-in in the OS keyring").tag(sync=True)
-    desktop_accounts = t.List(t.Dict(), help="[{label, server_url}] of the desktop accounts").tag(sync=True)
-    requested_scopes = t.List(t.Unicode()).tag(sync=True)
-    scopes = t.List(t.Dict(), help="[{name, write, unrequested}] the token holds, where known").tag(sync=True)
-    missing_scopes = t.List(t.Unicode()).tag(sync=True)
-    kernel_refresh = t.Bool(False, help="the kernel can refresh by itself (app credentials in its env)").tag(
-        sync=True
-    )
-    no_keyring = t.Bool(False, help="Remember me found no keyring: offer a .env file instead").tag(sync=True)
-    panel_id = t.Unicode("", help="names this panel in mailbox messages").tag(sync=True)
-    mailbox = t.Unicode("", help="the extension's mailbox the kernel reads while cells run; '' for none").tag(
-        sync=True
-    )
-    waiting_until = t.Float(0.0, help="epoch seconds until which login() waits for a sign-in; 0: not waiting").tag(
-        sync=True
-    )
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ from .._protocol import (
     whoami,
 )
 from .._public_app import PUBLIC_APP_ID, PublicLogin, aconnector_app, arefresh, arevoke_unheld
-from .._receiver import LoopbackReceiver, PortBusy, Received, code_from_pasted
+from .._receiver import LoopbackReceiver, PortBusy, Received
 from .._transport import acall
 from .._version import __version__
 from ._config import SpeckleServer, find_server
@@ -200,7 +200,7 @@ class Logins:
             raise Refused(400, "bad_request", "Bad request", 'Send a JSON body {"pasted": "..."}.')
         pasted = Secret(pasted)  # what a failing line of this frame shows: it holds the code
         try:
-            code = code_from_pasted(pasted)
+            code = PublicLogin.code_from(pasted)
         except SpeckleAuthError as err:
             raise Refused(400, err.code, "Not a sign-in address", err.message) from None
         flow = self.store.get(flow_id)

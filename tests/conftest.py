@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
 
+# The helpers in support/ assert too: pytest's assertion messages for them, as for the tests.
+pytest.register_assert_rewrite("support")
+
+from support.memory_keyring import MemoryKeyring  # noqa: E402
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
-
-from memory_keyring import MemoryKeyring  # noqa: E402
 
 
 @pytest.fixture

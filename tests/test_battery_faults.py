@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from oauth_helpers import oauth_pair
+from support.speckle import oauth_pair
 from test_panel_kernel import (  # noqa: F401 - fixtures
     WHO,
     FakeShell,

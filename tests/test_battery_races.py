@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oauth_helpers import oauth_pair
+from support.speckle import oauth_pair
 from test_panel_kernel import (  # noqa: F401 - fixtures
     WHO,
     FakeBrowser,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_helpers import Running, cli_env, run_cli
-from loopback_helpers import follow, free_port, redirect_for
+from support.cli import Running, cli_env, run_cli
+from support.processes import free_loopback_port
+from support.speckle import consent, follow
 
 import speckle_nb_auth
 from speckle_nb_auth import _protocol as protocol
@@ -31,7 +32,7 @@ def _no_command_left_running() -> Iterator[None]:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(connector_redirect_url=f"http://localhost:{free_port()}") as emulator:
+    with Emulator(connector_redirect_url=f"http://localhost:{free_loopback_port()}") as emulator:
         yield emulator
 
 
@@ -115,7 +116,7 @@ def test_a_busy_port_offers_paste_back(emu: Emulator, tmp_path: Path) -> None:
         login.line_where(lambda line: "paste" in line.lower())
         login.type("this is not it\n")
         login.line_where(lambda line: "access_code=" in line)  # says what to paste instead
-        login.type(redirect_for(emu, url) + "\n")
+        login.type(consent(emu, authorize_url=url) + "\n")
         code, out, err = login.finish()
     assert code == 0, out + err
     assert "already in use" in out
@@ -126,7 +127,7 @@ def test_a_busy_port_offers_paste_back(emu: Emulator, tmp_path: Path) -> None:
 def test_paste_mode_for_a_browser_on_another_machine(emu: Emulator, tmp_path: Path) -> None:
     login = Running(["login", emu.url, "--no-browser", "--paste"], env=cli_env(tmp_path), cwd=tmp_path)
     url = login.line_where(is_sign_in_url(emu))
-    login.type(redirect_for(emu, url).replace("?", "/?") + "\n")
+    login.type(consent(emu, authorize_url=url).replace("?", "/?") + "\n")
     code, out, err = login.finish()
     assert code == 0 and "Signed in" in out, out + err
 
@@ -153,7 +154,8 @@ def test_ctrl_c_cancels_and_closes_the_port(emu: Emulator, tmp_path: Path) -> No
 
 
 def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
-    result = run_cli(["login", f"http://127.0.0.1:{free_port()}", "--no-browser"], env=cli_env(tmp_path), cwd=tmp_path)
+    result = run_cli(["login", f"http://127.0.0.1:{free_loopback_port()}", "--no-browser"], env=cli_env(tmp_path),
+                     cwd=tmp_path)
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "Could not reach" in result.stderr
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from oauth_helpers import access_code, oauth_pair
+from support.speckle import access_code, oauth_pair
 
 from speckle_nb_auth import Client
 from speckle_nb_auth import _protocol as protocol

@@ -9,7 +9,7 @@ works, and a login completed with someone else's code says whose account it sign
 
 from __future__ import annotations
 
-from oauth_helpers import access_code
+from support.speckle import access_code
 from test_serverext_routes import (  # noqa: F401 - fixtures
     FLOW,
     FLOW2,

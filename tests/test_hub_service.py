@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from fake_hub import SERVICE_SCOPE, FakeHub
 from jupyterhub.services.auth import HubOAuth
-from loopback_helpers import free_port
+from support.fake_hub import SERVICE_SCOPE, FakeHub
+from support.processes import free_loopback_port
 from traitlets.config import Config
 
 from speckle_nb_auth.emulator import Emulator
@@ -280,7 +280,7 @@ def test_a_users_server_relays_to_the_service_and_warns_about_a_secret_of_its_ow
     service with its own hub token (here, a token of alice's); given an app secret under JupyterHub anyway, it
     warns that every user can read it."""
     emu = running.emulator
-    port, token = free_port(), secrets.token_hex(16)
+    port, token = free_loopback_port(), secrets.token_hex(16)
     misplaced = secrets.token_hex(20)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SPECKLE_", "JUPYTERHUB_"))}
     env.update(JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import nbformat
 import pytest
-from cli_helpers import cli_env, run_cli
 from nbclient import NotebookClient
+from support.cli import cli_env, run_cli
+from support.memory_keyring import BACKEND
 
 from speckle_nb_auth import _sources as sources
 from speckle_nb_auth._client import Client
@@ -84,7 +85,7 @@ def test_a_dotenv_in_a_git_repository_signs_a_kernel_in(emulator: Emulator, repo
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "PYTHON_KEYRING_BACKEND": "memory_keyring.MemoryKeyring",
+        "PYTHON_KEYRING_BACKEND": BACKEND,
     }
     NotebookClient(nb, kernel_name="python3", timeout=60).execute(env=env, cwd=str(notebooks))
     printed = "".join(o.get("text", "") for o in nb.cells[1].outputs)

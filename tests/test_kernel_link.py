@@ -25,7 +25,7 @@ from jupyter_client import BlockingKernelClient
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
 
 from jupyter_ui import JupyterServer, free_port  # noqa: E402
-from oauth_helpers import access_code  # noqa: E402
+from support.speckle import access_code  # noqa: E402
 
 
 class Kernel:

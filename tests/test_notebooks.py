@@ -10,6 +10,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from support.memory_keyring import BACKEND
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -41,7 +42,7 @@ def signed_in_by_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SPECKLE_APP_ID", creds["app_id"])
     monkeypatch.setenv("SPECKLE_REDIRECT_URI", creds["redirect_url"])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "memory_keyring.MemoryKeyring")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", BACKEND)
     return creds
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from support.memory_keyring import BACKEND
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -41,7 +42,7 @@ def test_saved_notebook_holds_no_token(emulator, tmp_path):
         "EMU_URL": emulator.url,
         "EMU_PAT": pat,
         "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "PYTHON_KEYRING_BACKEND": "memory_keyring.MemoryKeyring",
+        "PYTHON_KEYRING_BACKEND": BACKEND,
     }
     client = NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=60)
     client.execute(env=env, cwd=str(tmp_path))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from loopback_helpers import follow, free_port, redirect_for
-from oauth_helpers import access_code
+from support.processes import free_loopback_port
+from support.speckle import access_code, consent, follow
 
 from speckle_nb_auth import _protocol as protocol
 from speckle_nb_auth import _public_app as public_app
@@ -29,7 +29,7 @@ from speckle_nb_auth.emulator import Emulator
 
 @pytest.fixture
 def connector_emulator() -> Iterator[Emulator]:
-    with Emulator(connector_redirect_url=f"http://localhost:{free_port()}") as emu:
+    with Emulator(connector_redirect_url=f"http://localhost:{free_loopback_port()}") as emu:
         yield emu
 
 
@@ -104,7 +104,7 @@ def test_a_code_made_for_another_challenge_signs_nobody_in(connector_emulator: E
 def test_a_code_of_another_pending_login_signs_nobody_in(connector_emulator: Emulator) -> None:
     mine, theirs = public_login(connector_emulator.url), public_login(connector_emulator.url)
     with LoopbackReceiver(mine.app.redirect_url) as receiver:
-        httpx.get(redirect_for(connector_emulator, theirs.authorize_url), trust_env=False)
+        httpx.get(consent(connector_emulator, authorize_url=theirs.authorize_url), trust_env=False)
         received = receiver.wait(10)
     assert received is not None and received.code
     with pytest.raises(AccessCodeRejected):

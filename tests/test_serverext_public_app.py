@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from loopback_helpers import free_port
+from support.processes import free_loopback_port
 from test_serverext_routes import (  # noqa: F401 - fixtures
     FLOW,
     Browser,
@@ -32,7 +32,7 @@ from speckle_nb_auth.emulator import Emulator
 
 @pytest.fixture
 def connector_port() -> int:
-    return free_port()
+    return free_loopback_port()
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
-from memory_keyring import MemoryKeyring
 from nbclient import NotebookClient
-from oauth_helpers import access_code, oauth_pair
+from support.memory_keyring import MemoryKeyring
+from support.speckle import access_code, oauth_pair
 
 from speckle_nb_auth import Client
 from speckle_nb_auth import _protocol as protocol

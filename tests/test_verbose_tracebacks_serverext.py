@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
-from oauth_helpers import access_code, oauth_pair
+from support.speckle import access_code, oauth_pair
 from test_serverext_routes import (  # noqa: F401 - fixtures
     BASE,
     callback_url,

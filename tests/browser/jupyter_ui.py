@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.memory_keyring import KEYRING_ENV  # every browser/hub test's kernel uses it
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -44,8 +45,6 @@ CHROMIUM_IGNORED_DEFAULTS = ["--disable-popup-blocking"]
 
 LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 60.0
-# Every browser/hub test runs the kernel with an in-memory keyring (tests/memory_keyring.py).
-KEYRING_ENV = {"PYTHON_KEYRING_BACKEND": "memory_keyring.MemoryKeyring"}
 SPECKLE_VARIABLES = ("SPECKLE_TOKEN", "SPECKLE_SERVER", "SPECKLE_APP_ID", "SPECKLE_APP_SECRET",
                      "SPECKLE_REDIRECT_URI")
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from conftest import Stack
 from jupyter_ui import JupyterServer, PanelUI, free_port
-from loopback_helpers import free_port as free_loopback_port
 from playwright.sync_api import expect
+from support.processes import free_loopback_port
 from test_panel_in_browser import screenshot
 
 pytestmark = pytest.mark.browser

@@ -73,10 +73,11 @@ def build_user_venv(root: Path) -> Path:
     src = root / "src"
     shutil.copytree(REPO / "speckle_nb_auth", src / "speckle_nb_auth",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    testlib = root / "testlib"
-    testlib.mkdir()
-    for helper in ("memory_keyring.py", "hub/secret_probe.py"):
-        shutil.copy(TESTS / helper, testlib / Path(helper).name)
+    testlib = root / "testlib"  # the kernels' keyring backend (support.memory_keyring) and `import secret_probe`
+    (testlib / "support").mkdir(parents=True)
+    for helper in ("support/__init__.py", "support/memory_keyring.py"):
+        shutil.copy(TESTS / helper, testlib / helper)
+    shutil.copy(TESTS / "hub" / "secret_probe.py", testlib / "secret_probe.py")
     (site / "speckle-nb-auth-test.pth").write_text(f"{src}\n{testlib}\n")
     run("chmod", "-R", "a+rX", str(root))
     return venv

@@ -1,8 +1,8 @@
 """An in-memory keyring backend: the OS keyring cannot run here, so tests and test kernels use this one.
 
-Selected with `PYTHON_KEYRING_BACKEND=memory_keyring.MemoryKeyring` (this folder on `PYTHONPATH`), or set
-directly with `keyring.set_keyring(MemoryKeyring())`. With `MEMORY_KEYRING_FILE` set, entries also persist to
-that JSON file, so a restarted test kernel finds what the previous one stored (as an OS keyring would).
+Selected with `PYTHON_KEYRING_BACKEND=support.memory_keyring.MemoryKeyring` (`BACKEND`; tests/ on `PYTHONPATH`),
+or set directly with `keyring.set_keyring(MemoryKeyring())`. With `MEMORY_KEYRING_FILE` set, entries also persist
+to that JSON file, so a restarted test kernel finds what the previous one stored (as an OS keyring would).
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from pathlib import Path
 
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
+
+BACKEND = "support.memory_keyring.MemoryKeyring"  # for PYTHON_KEYRING_BACKEND
+KEYRING_ENV = {"PYTHON_KEYRING_BACKEND": BACKEND}
 
 
 class MemoryKeyring(KeyringBackend):

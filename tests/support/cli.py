@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-TESTS = Path(__file__).parent
+from support import TESTS
+from support.memory_keyring import BACKEND
 
 
-def cli_env(tmp_path: Path, *, keyring: str = "memory_keyring.MemoryKeyring", **extra: str) -> dict[str, str]:
+def cli_env(tmp_path: Path, *, keyring: str = BACKEND, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
     env["PYTHON_KEYRING_BACKEND"] = keyring

@@ -13,7 +13,9 @@ pytest.register_assert_rewrite("support")
 
 from support.memory_keyring import MemoryKeyring  # noqa: E402
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+# pytest-jupyter's Jupyter server; the panel fixtures, which the kernel tests and a server-extension battery use
+# (pytest reads pytest_plugins in this conftest only)
+pytest_plugins = ["pytest_jupyter.jupyter_server", "support.fixtures_panel"]
 
 
 @pytest.fixture

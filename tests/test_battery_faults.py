@@ -17,18 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from support.speckle import oauth_pair
-from test_panel_kernel import (  # noqa: F401 - fixtures
+from support.panel import (
     WHO,
     FakeShell,
-    _fresh_registry,
     assert_no_secret,
     deliver,
     hand_over,
     kill_token,
-    panels,
-    shell,
 )
+from support.speckle import oauth_pair
 from test_serverext_routes import (  # noqa: F401 - fixtures
     BASE,
     Browser,
@@ -51,6 +48,9 @@ from speckle_nb_auth import Client, RefreshRejected
 from speckle_nb_auth._errors import SpeckleServerError, SpeckleUnreachable
 from speckle_nb_auth.emulator import Emulator
 from speckle_nb_auth.serverext import SpeckleAuthApp
+
+# the panel tests here start and end with an empty sign-in registry (support/fixtures_panel.py)
+pytestmark = pytest.mark.usefixtures("_fresh_registry")
 
 EXT_TIMEOUT = 1.0  # seconds: the extension's Speckle timeout in these tests (15 s in production)
 KERNEL_TIMEOUT = 1.0  # the same for the kernel's Client

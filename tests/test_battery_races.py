@@ -14,20 +14,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.speckle import oauth_pair
-from test_panel_kernel import (  # noqa: F401 - fixtures
+from support.panel import (
     WHO,
     FakeBrowser,
     FakeShell,
-    _fresh_registry,
     assert_consistent,
     assert_no_secret,
     deliver,
     hand_over,
     kill_token,
-    panels,
-    shell,
 )
+from support.speckle import oauth_pair
 from test_serverext_routes import (  # noqa: F401 - fixtures
     FLOW,
     Browser,
@@ -50,6 +47,9 @@ from speckle_nb_auth import Client, NotSignedIn, get_client
 from speckle_nb_auth import _login as registry
 from speckle_nb_auth.emulator import Emulator
 from speckle_nb_auth.serverext import SpeckleAuthApp
+
+# the panel tests here start and end with an empty sign-in registry (support/fixtures_panel.py)
+pytestmark = pytest.mark.usefixtures("_fresh_registry")
 
 THREADS = 16
 figures: dict[str, int] = {}

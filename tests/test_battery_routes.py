@@ -23,15 +23,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_panel_kernel import (  # noqa: F401 - fixtures
+from support.panel import (
     FakeShell,
-    _fresh_registry,
     assert_consistent,
     deliver,
-    make_pat,
-    panels,
-    shell,
 )
+from support.speckle import make_pat
 from test_serverext_routes import (  # noqa: F401 - fixtures
     BASE,
     PAT_ONLY,
@@ -57,6 +54,9 @@ from speckle_nb_auth._protocol import is_loopback_host
 from speckle_nb_auth.emulator import Emulator
 from speckle_nb_auth.panel._widget import GENERIC_ERROR
 from speckle_nb_auth.serverext import SpeckleAuthApp
+
+# the panel tests here start and end with an empty sign-in registry (support/fixtures_panel.py)
+pytestmark = pytest.mark.usefixtures("_fresh_registry")
 
 SETTINGS = {
     "deadline": None,

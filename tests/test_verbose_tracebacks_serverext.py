@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 from support.speckle import access_code, oauth_pair
+from support.tracebacks import Seen, assert_no_secret, verbose_text
 from test_serverext_routes import (  # noqa: F401 - fixtures
     BASE,
     callback_url,
@@ -33,7 +34,6 @@ from test_serverext_routes import (  # noqa: F401 - fixtures
     jp_server_config,
     server_log,
 )
-from test_verbose_tracebacks import Seen, assert_no_secret, verbose_text
 
 from speckle_nb_auth import _protocol as protocol
 from speckle_nb_auth._errors import (

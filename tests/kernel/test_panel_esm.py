@@ -9,12 +9,12 @@ import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support import REPO
 
-ESM = Path(__file__).parent.parent / "speckle_nb_auth" / "panel" / "panel.js"
+ESM = REPO / "speckle_nb_auth" / "panel" / "panel.js"
 XSRF = "2|ab12|cd34|1700000000"
 TOKEN, REFRESH = "a1" * 21, "b2" * 21
 

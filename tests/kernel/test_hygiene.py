@@ -16,8 +16,11 @@ import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from support import REPO, TESTS
 from support.cli import cli_env, run_cli
+from support.hygiene import DAY, git, write_env
 from support.memory_keyring import BACKEND
+from support.speckle import make_pat
 
 from speckle_nb_auth import _sources as sources
 from speckle_nb_auth._client import Client
@@ -26,47 +29,6 @@ from speckle_nb_auth._errors import ConfigurationError
 from speckle_nb_auth._precommit import scan_file
 from speckle_nb_auth._rotation import rotation_notice, token_age
 from speckle_nb_auth.emulator import Emulator
-
-TESTS = Path(__file__).parent
-REPO = TESTS.parent
-DAY = 24 * 3600.0
-
-
-def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "ada@example.com")
-    git(root, "config", "user.name", "Ada")
-    git(root, "config", "commit.gpgsign", "false")
-    (root / "README.md").write_text("A project.\n")
-    git(root, "add", "README.md")
-    git(root, "commit", "-q", "-m", "start")
-    return root
-
-
-def write_env(folder: Path, **values: str) -> Path:
-    path = folder / ".env"
-    path.write_text("# settings\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
-    return path
-
-
-def make_pat(emu: Emulator, scopes: list[str], *, user: int = 0, lifespan_ms: int | None = None) -> str:
-    spec: dict[str, object] = {"name": "notebook", "scopes": scopes}
-    if lifespan_ms is not None:
-        spec["lifespan"] = lifespan_ms
-    answer = httpx.post(
-        f"{emu.url}/graphql",
-        headers={"Authorization": f"Bearer {emu.credentials['users'][user]['session_token']}"},
-        json={"query": "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }", "variables": {"t": spec}},
-    )
-    return str(answer.json()["data"]["apiTokenCreate"])
-
 
 # --- .env as a source --------------------------------------------------------------------------------------
 

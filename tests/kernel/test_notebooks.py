@@ -10,10 +10,10 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from support import REPO, TESTS
 from support.memory_keyring import BACKEND
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def outputs_text(nb: Any) -> str:
@@ -41,7 +41,7 @@ def signed_in_by_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SPECKLE_TOKEN", creds["pat"])
     monkeypatch.setenv("SPECKLE_APP_ID", creds["app_id"])
     monkeypatch.setenv("SPECKLE_REDIRECT_URI", creds["redirect_url"])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", BACKEND)
     return creds
 
@@ -73,7 +73,7 @@ def test_the_quickstart_without_specklepy_says_so_and_runs_on(emulator: Any, mon
     """`make demo` installs no specklepy (nor does a plain `pip install speckle-nb-auth`): the specklepy cell
     says how to get it, and the cells after it still run."""
     creds = signed_in_by_environment(emulator, monkeypatch)
-    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    nb = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
     # this kernel cannot import specklepy, as where it is not installed
     nb.cells.insert(0, nbformat.v4.new_code_cell("import sys\nsys.modules['specklepy'] = None"))
     execute(nb, tmp_path)

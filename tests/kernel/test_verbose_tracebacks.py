@@ -6,11 +6,8 @@ kernel, whose saved notebook is checked too. A secret shows at most as its last 
 from __future__ import annotations
 
 import json
-import re
 import stat
-import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import pytest
 from nbclient import NotebookClient
 from support.memory_keyring import MemoryKeyring
 from support.speckle import access_code, oauth_pair
+from support.tracebacks import ANSI, Seen, assert_no_secret, verbose_text
 
 from speckle_nb_auth import Client
 from speckle_nb_auth import _protocol as protocol
@@ -40,40 +38,6 @@ from speckle_nb_auth._transport import call
 from speckle_nb_auth.emulator import Emulator
 
 WHO = "{ activeUser { name } }"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-@dataclass
-class Seen:
-    """The secrets a scenario handled, besides those the emulator still knows (used codes are gone there)."""
-
-    emulator: Emulator
-    extra: list[str] = field(default_factory=list)
-
-    def add(self, *values: str | None) -> None:
-        self.extra.extend(v for v in values if v)
-
-    def all(self) -> list[str]:
-        creds = self.emulator.credentials
-        users = [u[key] for u in creds["users"] for key in ("pat", "session_token")]
-        return [*self.emulator.issued_secrets(), *users, creds["app_secret"], *self.extra]
-
-
-def assert_no_secret(text: str, secrets: list[str]) -> None:
-    plain = ANSI.sub("", text)
-    for secret in set(secrets):
-        pieces = {secret}
-        if len(secret) >= 42:
-            pieces |= {secret[10:], secret[:-4], secret[-8:]}  # the secret part, all but what a mask shows
-        elif len(secret) >= 16:
-            pieces |= {secret[:-4]}
-        for piece in pieces:
-            assert piece not in text and piece not in plain, f"a secret ({len(secret)} chars) was shown"
-
-
-def verbose_text(err: BaseException) -> str:
-    shown = traceback.TracebackException(type(err), err, err.__traceback__, capture_locals=True)
-    return "".join(shown.format()) + repr(err) + str(err)
 
 
 def kill_token(emu: Emulator, token: str) -> None:

@@ -4,142 +4,38 @@ against a real emulator over loopback; no browser."""
 from __future__ import annotations
 
 import json
-import secrets
 import threading
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import keyring
 import pytest
 from keyring.backends import fail
+from support.panel import (
+    WHO,
+    FakeBrowser,
+    FakeShell,
+    assert_consistent,
+    assert_no_secret,
+    deliver,
+    direct_refresh,
+    hand_over,
+    kill_token,
+    token_pair,
+)
+from support.speckle import make_pat
 
 from speckle_nb_auth import Client, InvalidToken, NotSignedIn, RefreshRejected, get_client
-from speckle_nb_auth import _login as registry
 from speckle_nb_auth._credentials import recall
 from speckle_nb_auth.panel import LoginPanel
 
-WHO = "query { activeUser { name } }"
-
-
-class FakeShell:
-    """What the panel uses of IPython's shell."""
-
-    def __init__(self) -> None:
-        self.user_ns: dict[str, object] = {}
-        self.execution_count = 1
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    registry._by_server.clear()
-    registry._latest.clear()
-    yield
-    registry._by_server.clear()
-    registry._latest.clear()
-
-
-@pytest.fixture
-def shell() -> FakeShell:
-    return FakeShell()
-
-
-@pytest.fixture
-def panels(shell):
-    made: list[LoginPanel] = []
-
-    def make(**kwargs) -> LoginPanel:
-        kwargs.setdefault("shell", shell)
-        panel = LoginPanel(**kwargs)
-        made.append(panel)
-        return panel
-
-    yield make
-    for panel in made:
-        if panel.client is not None:
-            panel.client.close()
-        panel.close()
-
-
-def deliver(panel: LoginPanel, content: object) -> None:
-    """As anywidget delivers a `model.send(...)` from the browser."""
-    panel._handle_message(panel, content, [])
-
-
-def hand_over(panel: LoginPanel, server: str, token: str, refresh_token: str | None) -> None:
-    """The browser half's message after it claimed a login's token pair from the server extension."""
-    deliver(panel, {"type": "oauth", "server_url": server, "token": token, "refresh_token": refresh_token})
-
-
-def oauth_pair(emu, user: int = 0) -> tuple[str, str]:
-    """A real app token pair: the consent page's call, then the code exchange the server extension makes."""
-    creds = emu.credentials
-    challenge = secrets.token_urlsafe(48)
-    answer = httpx.get(f"{emu.url}/auth/accesscode", params={
-        "appId": creds["app_id"], "challenge": challenge, "token": creds["users"][user]["session_token"],
-        "preventRedirect": "true",
-    })
-    answer.raise_for_status()
-    code = parse_qs(urlsplit(answer.json()["redirectUrl"]).query)["access_code"][0]
-    pair = httpx.post(f"{emu.url}/auth/token", json={
-        "appId": creds["app_id"], "appSecret": creds["app_secret"], "accessCode": code,
-        "challenge": challenge,
-    })
-    pair.raise_for_status()
-    return pair.json()["token"], pair.json()["refreshToken"]
-
-
-def kill_token(emu, token: str) -> None:
-    """Log the token out alone: it dies, its refresh token lives (as when a token expires)."""
-    httpx.post(f"{emu.url}/auth/logout", json={"token": token}).raise_for_status()
-
-
-def direct_refresh(emu, refresh_token: str) -> tuple[str, str]:
-    """What the extension's refresh route does."""
-    creds = emu.credentials
-    answer = httpx.post(f"{emu.url}/auth/token", json={
-        "appId": creds["app_id"], "appSecret": creds["app_secret"], "refreshToken": refresh_token,
-    })
-    answer.raise_for_status()
-    return answer.json()["token"], answer.json()["refreshToken"]
-
-
-def make_pat(emu, scopes: list[str]) -> str:
-    """A personal access token with these scopes, made with the first user's web session."""
-    answer = httpx.post(
-        f"{emu.url}/graphql",
-        headers={"Authorization": f"Bearer {emu.credentials['session_token']}"},
-        json={"query": "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
-              "variables": {"t": {"name": "test", "scopes": scopes}}},
-    )
-    return answer.json()["data"]["apiTokenCreate"]
+# every test of the panel starts and ends with an empty sign-in registry (support/fixtures_panel.py)
+pytestmark = pytest.mark.usefixtures("_fresh_registry")
 
 
 def works(emu, token: str) -> bool:
     headers = {"Authorization": f"Bearer {token}"}
     answer = httpx.post(f"{emu.url}/graphql", headers=headers, json={"query": WHO})
     return answer.status_code == 200 and bool((answer.json().get("data") or {}).get("activeUser"))
-
-
-def assert_no_secret(panel: LoginPanel, *secrets_: str | None) -> None:
-    state = json.dumps(panel.get_state())
-    for secret in secrets_:
-        if not secret or len(set(secret)) < 4:
-            continue  # not a secret worth looking for ("", "   ", "aaaa...")
-        assert secret not in state
-        assert secret[-8:] not in state
-
-
-def assert_consistent(panel: LoginPanel, shell: FakeShell) -> None:
-    client = panel.client
-    if client is None:
-        assert panel.status == "signed_out"
-        assert "speckle" not in shell.user_ns
-    else:
-        assert panel.status == "signed_in"
-        assert shell.user_ns["speckle"] is client
-        assert panel.user_name == client.user.name
-        assert panel.server_url == client.url
-        assert get_client() is client
 
 
 # --- signing in ---------------------------------------------------------------------------------------------
@@ -165,7 +61,7 @@ def test_pat_signs_in_and_injects_a_working_client(emulator, panels, shell):
 
 
 def test_oauth_hand_over_signs_in(emulator, panels, shell):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     hand_over(panel, emulator.url + "/", token, refresh_token)
     assert panel.status == "signed_in" and panel.source == "oauth"
@@ -296,7 +192,7 @@ def test_without_a_keyring_the_sign_in_is_for_this_session(emulator, panels, she
 
 
 def test_logout_revokes_removes_the_variable_and_forgets(emulator, panels, shell, memory_keyring):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels(remember=True)
     hand_over(panel, emulator.url, token, refresh_token)
     assert len(recall(emulator.url)) == 1
@@ -343,33 +239,8 @@ def test_logout_with_the_server_down_still_signs_out_here(emulator, panels, shel
 # --- refreshing ---------------------------------------------------------------------------------------------
 
 
-class FakeBrowser:
-    """The panel's browser half answering `refresh` requests, from another thread, as the extension would."""
-
-    def __init__(self, panel: LoginPanel, emu, *, answer: str = "refreshed") -> None:
-        self.panel, self.emu, self.answer = panel, emu, answer
-        self.requests: list[dict] = []
-        self.threads: list[threading.Thread] = []
-        panel.send = self.receive  # type: ignore[method-assign]
-
-    def receive(self, content, buffers=None) -> None:
-        self.requests.append(content)
-        thread = threading.Thread(target=self.reply, args=(content,))
-        self.threads.append(thread)
-        thread.start()
-
-    def reply(self, request) -> None:
-        if self.answer == "refreshed":
-            token, refresh_token = direct_refresh(self.emu, request["refresh_token"])
-            deliver(self.panel, {"type": "refreshed", "id": request["id"], "token": token,
-                                 "refresh_token": refresh_token})
-        elif self.answer == "failed":
-            deliver(self.panel, {"type": "refresh_failed", "id": request["id"],
-                                 "message": "Speckle no longer accepts this sign-in: log in again."})
-
-
 def test_refresh_through_the_browser(emulator, panels, shell, memory_keyring):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels(remember=True)
     browser = FakeBrowser(panel, emulator)
     deliver(panel, {"type": "ready"})
@@ -390,7 +261,7 @@ def test_refresh_through_the_browser(emulator, panels, shell, memory_keyring):
 
 
 def test_refresh_failure_reported_by_the_browser(emulator, panels, shell):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     FakeBrowser(panel, emulator, answer="failed")
     deliver(panel, {"type": "ready"})
@@ -402,7 +273,7 @@ def test_refresh_failure_reported_by_the_browser(emulator, panels, shell):
 
 
 def test_refresh_without_an_answer_times_out_and_a_late_answer_is_revoked(emulator, panels, shell):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     panel.refresh_timeout = 0.3
     browser = FakeBrowser(panel, emulator, answer="none")
@@ -420,7 +291,7 @@ def test_refresh_without_an_answer_times_out_and_a_late_answer_is_revoked(emulat
 
 
 def test_refresh_needs_a_shown_panel(emulator, panels, shell):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     browser = FakeBrowser(panel, emulator)
     hand_over(panel, emulator.url, token, refresh_token)
@@ -434,7 +305,7 @@ def test_refresh_directly_with_app_credentials_in_the_environment(emulator, pane
     monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
     monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
     monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     assert panel.kernel_refresh
     browser = FakeBrowser(panel, emulator)
@@ -479,7 +350,7 @@ def test_scopes_are_listed_with_unrequested_writes_marked(emulator, panels, shel
 
 def test_an_oauth_token_lists_its_apps_scopes_from_the_claimed_app_id(emulator, panels, shell):
     """No app credentials in the kernel: the app id that came with the claim tells the token's scopes."""
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     deliver(panel, {"type": "oauth", "server_url": emulator.url, "token": token, "refresh_token": refresh_token,
                     "app_id": emulator.credentials["app_id"]})
@@ -488,7 +359,7 @@ def test_an_oauth_token_lists_its_apps_scopes_from_the_claimed_app_id(emulator, 
 
 
 def test_a_malformed_app_id_is_refused(emulator, panels, shell):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels()
     deliver(panel, {"type": "oauth", "server_url": emulator.url, "token": token, "app_id": "../x"})
     assert panel.status == "signed_out" and "app id" in panel.error
@@ -659,7 +530,7 @@ def remember_dead_pair(emu) -> tuple[str, str]:
     from speckle_nb_auth._credentials import remember
     from speckle_nb_auth._protocol import TokenPair
 
-    token, refresh_token = oauth_pair(emu)
+    token, refresh_token = token_pair(emu)
     remember(emu.url, emu.credentials["users"][0]["id"], TokenPair(token, refresh_token))
     kill_token(emu, token)
     return token, refresh_token
@@ -703,7 +574,7 @@ def test_logging_out_an_environment_sign_in_leaves_speckle_token_working(emulato
 
 
 def test_an_oauth_token_refused_for_missing_scopes_is_revoked(emulator, panels, shell):
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     panel = panels(scopes=["streams:write"])
     deliver(panel, {"type": "oauth", "server_url": emulator.url, "token": token, "refresh_token": refresh_token,
                     "app_id": emulator.credentials["app_id"]})

@@ -12,14 +12,15 @@ from pathlib import Path
 import keyring
 import pytest
 from keyring.backends import fail
-from test_hygiene import DAY, make_pat, repo, write_env  # noqa: F401 - the repo fixture
-from test_panel_kernel import deliver, panels, shell  # noqa: F401 - fixtures: a panel in a fresh kernel
+from support.hygiene import DAY, write_env
+from support.panel import deliver
+from support.speckle import make_pat
 
 from speckle_nb_auth.emulator import Emulator
 
 
 def test_a_dotenv_sign_in_names_the_file_and_what_git_says_of_it(
-    emulator: Emulator, repo: Path, panels, monkeypatch: pytest.MonkeyPatch  # noqa: F811 - fixtures
+    emulator: Emulator, repo: Path, panels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pat = emulator.credentials["pat"]
     path = write_env(repo, SPECKLE_SERVER=emulator.url, SPECKLE_TOKEN=pat)
@@ -31,7 +32,7 @@ def test_a_dotenv_sign_in_names_the_file_and_what_git_says_of_it(
     assert pat not in panel.message and pat[-8:] not in panel.message
 
 
-def test_a_personal_access_token_100_days_old_gets_the_reminder(emulator: Emulator, panels) -> None:  # noqa: F811
+def test_a_personal_access_token_100_days_old_gets_the_reminder(emulator: Emulator, panels) -> None:
     pat = make_pat(emulator, ["profile:read", "tokens:read"])
     emulator.advance_clock(100 * DAY)
     panel = panels()
@@ -41,7 +42,7 @@ def test_a_personal_access_token_100_days_old_gets_the_reminder(emulator: Emulat
 
 
 def test_without_a_keyring_a_dotenv_is_offered_and_written_only_when_chosen(
-    emulator: Emulator, repo: Path, panels, monkeypatch: pytest.MonkeyPatch  # noqa: F811 - fixtures
+    emulator: Emulator, repo: Path, panels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     previous = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from support.panel import token_pair
+from support.speckle import make_pat
 
 from speckle_nb_auth import Client, InvalidServerURL, MissingScope, NotSignedIn, get_client, login
 from speckle_nb_auth import _login as registry
@@ -109,8 +111,6 @@ def test_single_desktop_account_is_used(emulator, tmp_path):
 
 
 def test_requested_scopes_missing_outside_ipython(emulator, monkeypatch):
-    from test_panel_kernel import make_pat
-
     monkeypatch.setenv("SPECKLE_TOKEN", make_pat(emulator, ["profile:read", "streams:read", "tokens:read"]))
     monkeypatch.setenv("SPECKLE_SERVER", emulator.url)
     assert login(scopes=["streams:read"]).user.name == "Ada Lovelace"
@@ -126,9 +126,8 @@ def test_scopes_that_cannot_be_learned_are_not_held_against_a_token(emulator, mo
 
 def test_keyring_refresh_keeps_the_keyring_current(emulator, memory_keyring, monkeypatch):
     import httpx
-    from test_panel_kernel import oauth_pair
 
-    token, refresh_token = oauth_pair(emulator)
+    token, refresh_token = token_pair(emulator)
     user = emulator.credentials["users"][0]
     remember(emulator.url, user["id"], TokenPair(token, refresh_token))
     httpx.post(f"{emulator.url}/auth/logout", json={"token": token})

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from support import REPO, TESTS
 from support.memory_keyring import BACKEND
-
-TESTS = Path(__file__).parent
-REPO = TESTS.parent
 
 CELLS = [
     # The emulator's address and the token come from the kernel's environment, never from a cell's source.

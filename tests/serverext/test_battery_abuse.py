@@ -1,7 +1,6 @@
 """Abuse: a flood of login starts, requests from another origin, a callback replayed from the browser's history,
 and a code meant for another browser's login. `-s` shows the figure line."""
 
-# ruff: noqa: F811  (the fixtures imported below are pytest fixtures: test parameters share their names)
 
 from __future__ import annotations
 
@@ -12,23 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from test_serverext_routes import (  # noqa: F401 - fixtures
+from support.routes import (
     BASE,
     FLOW,
     FLOW2,
     Browser,
-    browser,
     callback,
-    callback_url,
-    challenge_method,
     consent,
-    emulator,
-    ext,
-    extension_config,
-    jp_server_config,
     log_in_fully,
-    other_browser,
-    server_log,
     start_login,
     whoami,
 )

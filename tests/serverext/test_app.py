@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.processes import start_server
 
 import speckle_nb_auth
 from speckle_nb_auth.serverext import SpeckleAuthApp
@@ -65,17 +66,14 @@ def test_a_start_whose_configuration_failed_stops_on_sigterm(tmp_path: Path) -> 
     config = tmp_path / "jupyter_server_config.py"
     config.write_text(FAILING_CONFIG)
     log = tmp_path / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", f"--config={config}", "--ServerApp.ip=127.0.0.1",
-             "--ServerApp.port=0", "--ServerApp.open_browser=False", "--ServerApp.allow_root=True",
-             f"--ServerApp.root_dir={tmp_path}"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-        )
+    proc = start_server(
+        [sys.executable, "-m", "jupyter_server", f"--config={config}", "--ServerApp.ip=127.0.0.1",
+         "--ServerApp.port=0", "--ServerApp.open_browser=False", "--ServerApp.allow_root=True",
+         f"--ServerApp.root_dir={tmp_path}"],
+        log=log, cwd=tmp_path, ready=lambda: "is running at" in log.read_text(),
+        what="Jupyter with a configuration the extension fails on",
+    )
     try:
-        deadline = time.monotonic() + 60
-        while "is running at" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
         text = log.read_text()
         assert "is running at" in text, text
         assert "speckle_nb_auth | extension failed loading" in text, text

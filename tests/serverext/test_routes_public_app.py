@@ -14,18 +14,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from support.processes import free_loopback_port
-from test_serverext_routes import (  # noqa: F401 - fixtures
+from support.routes import (
     FLOW,
     Browser,
-    browser,
-    callback_url,
-    challenge_method,
-    ext,
-    jp_server_config,
-    server_log,
     start_login,
     whoami,
 )
+from support.speckle import consent
 
 from speckle_nb_auth.emulator import Emulator
 
@@ -36,7 +31,7 @@ def connector_port() -> int:
 
 
 @pytest.fixture
-def emulator(callback_url: str, connector_port: int) -> Iterator[Emulator]:  # noqa: F811
+def emulator(callback_url: str, connector_port: int) -> Iterator[Emulator]:
     with Emulator(redirect_url=callback_url, connector_redirect_url=f"http://localhost:{connector_port}") as emu:
         yield emu
 
@@ -48,12 +43,7 @@ def extension_config(emulator: Emulator) -> dict[str, Any]:
 
 async def consent_redirect(emulator: Emulator, challenge: str, *, user: int = 0) -> str:
     """The user, signed in on the web, opens the connector app's sign-in page: where Speckle sends them."""
-    async with httpx.AsyncClient(trust_env=False) as speckle:
-        reply = await speckle.get(f"{emulator.url}/auth/accesscode", params={
-            "appId": "sca", "challenge": challenge, "preventRedirect": "true",
-            "token": emulator.credentials["users"][user]["session_token"]})
-    assert reply.status_code == 200, reply.text
-    return str(reply.json()["redirectUrl"])
+    return await asyncio.to_thread(consent, emulator, challenge, app_id="sca", user=user)
 
 
 async def land(redirect: str) -> httpx.Response:
@@ -62,7 +52,7 @@ async def land(redirect: str) -> httpx.Response:
     return await asyncio.to_thread(httpx.get, redirect, trust_env=False, timeout=10)
 
 
-async def flow_state(browser: Browser, flow: str, *, until: str, timeout: float = 15.0) -> dict[str, Any]:  # noqa: F811
+async def flow_state(browser: Browser, flow: str, *, until: str, timeout: float = 15.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         state = (await browser.get(f"speckle-auth/flows/{flow}")).json()
@@ -76,13 +66,13 @@ def port_is_closed(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-async def test_status_offers_the_public_app(browser: Browser, emulator: Emulator) -> None:  # noqa: F811
+async def test_status_offers_the_public_app(browser: Browser, emulator: Emulator) -> None:
     status = (await browser.get("speckle-auth/status")).json()
     assert status["servers"][0] == {**status["servers"][0], "url": emulator.url, "oauth": True, "app": "public"}
 
 
 async def test_a_sign_in_through_the_receiver_hands_a_working_token_over(
-    browser: Browser, emulator: Emulator, connector_port: int  # noqa: F811
+    browser: Browser, emulator: Emulator, connector_port: int
 ) -> None:
     app_id, challenge = await start_login(browser, emulator)
     assert app_id == "sca"
@@ -106,7 +96,7 @@ async def test_a_sign_in_through_the_receiver_hands_a_working_token_over(
 
 
 async def test_a_code_made_for_another_login_signs_nobody_in(
-    browser: Browser, emulator: Emulator, connector_port: int  # noqa: F811
+    browser: Browser, emulator: Emulator, connector_port: int
 ) -> None:
     await start_login(browser, emulator)
     stranger = await consent_redirect(emulator, "another-login-" + "x" * 50)  # not this login's challenge
@@ -118,7 +108,7 @@ async def test_a_code_made_for_another_login_signs_nobody_in(
 
 
 async def test_denied_ends_the_login_and_closes_the_port(
-    browser: Browser, emulator: Emulator, connector_port: int  # noqa: F811
+    browser: Browser, emulator: Emulator, connector_port: int
 ) -> None:
     await start_login(browser, emulator)
     await land(f"http://localhost:{connector_port}/?denied=true")
@@ -127,7 +117,7 @@ async def test_denied_ends_the_login_and_closes_the_port(
 
 
 async def test_a_busy_port_asks_for_the_address_and_a_pasted_one_signs_in(
-    browser: Browser, emulator: Emulator, connector_port: int  # noqa: F811
+    browser: Browser, emulator: Emulator, connector_port: int
 ) -> None:
     with socket.socket() as squatter:  # Speckle's desktop service, or another login, holds the port
         squatter.bind(("127.0.0.1", connector_port))
@@ -146,7 +136,7 @@ async def test_a_busy_port_asks_for_the_address_and_a_pasted_one_signs_in(
     assert again.status_code == 409  # single use
 
 
-async def test_paste_needs_xsrf(browser: Browser, emulator: Emulator) -> None:  # noqa: F811
+async def test_paste_needs_xsrf(browser: Browser, emulator: Emulator) -> None:
     await start_login(browser, emulator)
     reply = await browser.post(f"speckle-auth/flows/{FLOW}/code", {"pasted": "x"}, xsrf=False)
     assert reply.status_code == 403
@@ -154,11 +144,11 @@ async def test_paste_needs_xsrf(browser: Browser, emulator: Emulator) -> None:  
 
 class TestPublicAppOff:
     @pytest.fixture
-    def extension_config(self, emulator: Emulator) -> dict[str, Any]:  # noqa: F811
+    def extension_config(self, emulator: Emulator) -> dict[str, Any]:
         return {"servers": [{"url": emulator.url, "name": "Emulator"}], "public_app": False}
 
     async def test_a_server_without_an_app_takes_tokens_only(
-        self, browser: Browser, emulator: Emulator  # noqa: F811
+        self, browser: Browser, emulator: Emulator
     ) -> None:
         status = (await browser.get("speckle-auth/status")).json()
         assert status["servers"] == [{"url": emulator.url, "name": "Emulator", "oauth": False, "app": None}]

@@ -10,7 +10,6 @@ exception: the store records the error it was told of, with its traceback, where
 test's own frame is in each traceback too, so it holds the secrets it handles as `Secret`s.
 """
 
-# ruff: noqa: F811  (the fixtures imported below are pytest fixtures: test parameters share their names)
 
 from __future__ import annotations
 
@@ -22,18 +21,11 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
+from support.routes import (
+    BASE,
+)
 from support.speckle import access_code, oauth_pair
 from support.tracebacks import Seen, assert_no_secret, verbose_text
-from test_serverext_routes import (  # noqa: F401 - fixtures
-    BASE,
-    callback_url,
-    challenge_method,
-    emulator,
-    ext,
-    extension_config,
-    jp_server_config,
-    server_log,
-)
 
 from speckle_nb_auth import _protocol as protocol
 from speckle_nb_auth._errors import (

@@ -1,84 +1,46 @@
-"""Faults at every stage, injected by the emulator (slow, 5xx, connection dropped): each ends in a clear message,
-no half-signed-in state, an earlier good sign-in kept, and a retry that works.
+"""Faults at every stage of the server extension's work, injected by the emulator (slow, 5xx, connection
+dropped): the code exchange, the who-am-I after it, the refresh route, and a refresh made by the kernel's Client
+through the panel's browser half and the extension's refresh route. Each ends in a clear message, no
+half-signed-in state, an earlier good sign-in kept, and a retry that works. `-s` shows the figure line.
 
-Server extension: the code exchange, the who-am-I after it, the refresh route. Kernel half: the validation of a
-PAT or an OAuth hand-over, and a refresh made by the injected Client (directly, and through the browser half and
-the extension's refresh route). `-s` shows the figure line.
+The kernel half of this battery (the panel's validation, the Client's own refresh) is
+tests/kernel/test_battery_faults_panel.py.
 """
-
-# ruff: noqa: F811  (the fixtures imported below are pytest fixtures: test parameters share their names)
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from support.panel import (
-    WHO,
-    FakeShell,
-    assert_no_secret,
-    deliver,
-    hand_over,
-    kill_token,
-)
+from support.faults import EMULATOR_ROUTES, KINDS, SAYS, Figures, tokens
+from support.panel import WHO, FakeShell, assert_no_secret, deliver, hand_over, kill_token
+from support.routes import Browser, callback, consent, log_in_fully, start_login
 from support.speckle import oauth_pair
-from test_serverext_routes import (  # noqa: F401 - fixtures
-    BASE,
-    Browser,
-    browser,
-    callback,
-    callback_url,
-    challenge_method,
-    consent,
-    emulator,
-    ext,
-    extension_config,
-    jp_server_config,
-    log_in_fully,
-    server_log,
-    start_login,
-    whoami,
-)
 
-from speckle_nb_auth import Client, RefreshRejected
-from speckle_nb_auth._errors import SpeckleServerError, SpeckleUnreachable
+from speckle_nb_auth import RefreshRejected
 from speckle_nb_auth.emulator import Emulator
 from speckle_nb_auth.serverext import SpeckleAuthApp
 
-# the panel tests here start and end with an empty sign-in registry (support/fixtures_panel.py)
+# a test here drives a panel: it starts and ends with an empty sign-in registry (support/fixtures_panel.py)
 pytestmark = pytest.mark.usefixtures("_fresh_registry")
 
 EXT_TIMEOUT = 1.0  # seconds: the extension's Speckle timeout in these tests (15 s in production)
-KERNEL_TIMEOUT = 1.0  # the same for the kernel's Client
-SLOW = 2.0  # how long a "slow" Speckle takes to answer: beyond both timeouts
-
-# What each fault says, in the page, the flow's JSON, the panel's error and the typed error.
-SAYS = {
-    "slow": "did not answer in time",
-    "error": "internal error (HTTP 502)",
-    "drop": "the connection was dropped",
-}
-KINDS = list(SAYS)
-EMULATOR_ROUTES = ("/graphql", "/auth/token", "/auth/logout", "/auth/accesscode")
 
 FLOW0 = "good-flow-0000000000"
 FLOW1 = "bad-flow-11111111111"
 FLOW2 = "retry-flow-222222222"
 
-figures = {"faults": 0, "requests": 0, "kept": 0, "lost": 0}
+figures = Figures()
+inject, kept = figures.inject, figures.kept
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _print_figures() -> Iterator[None]:
     yield
-    print(
-        f"\nfaults injected: {figures['faults']}, requests: {figures['requests']}, "
-        f"good sign-ins checked: {figures['kept'] + figures['lost']}, good sign-ins lost: {figures['lost']}"
-    )
+    print(figures.line())
 
 
 @pytest.fixture(autouse=True)
@@ -93,23 +55,6 @@ def _count_requests(request: pytest.FixtureRequest, emulator: Emulator) -> Itera
         jupyter.http.event_hooks = {"request": [count], "response": []}
     yield
     figures["requests"] += sum(emulator.requests_seen(route) for route in EMULATOR_ROUTES)
-
-
-def inject(emu: Emulator, route: str, kind: str) -> None:
-    figures["faults"] += 1
-    emu.inject_fault(route, kind, delay=SLOW)
-
-
-def tokens(emu: Emulator, user: int = 0) -> tuple[str, str]:
-    pair = oauth_pair(emu, user=user)
-    assert pair.refresh_token is not None
-    return pair.token, pair.refresh_token
-
-
-def kept(ok: bool) -> None:
-    """An earlier good sign-in was checked after a fault: counted, then asserted."""
-    figures["kept" if ok else "lost"] += 1
-    assert ok, "a fault lost an earlier good sign-in"
 
 
 async def token_works(emu: Emulator, token: str) -> bool:
@@ -275,95 +220,3 @@ class TestServerExtension:
         assert name == "Ada Lovelace" and len(asked) == 2
         assert speckle.token_pair.token != token and await token_works(emulator, speckle.token_pair.token)
         assert_no_secret(panel, speckle.token_pair.token, speckle.token_pair.refresh_token)
-
-
-# --- the kernel half ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The panel makes its Clients with a short timeout, so a slow Speckle is a timeout within the test."""
-    monkeypatch.setattr("speckle_nb_auth._session.Client", functools.partial(Client, timeout=KERNEL_TIMEOUT))
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("via", ["pat", "oauth"])
-def test_a_fault_while_validating_keeps_the_sign_in_and_the_same_message_works_after(
-    emulator: Emulator, panels: Any, shell: FakeShell, short_timeouts: None, via: str, kind: str
-) -> None:
-    users = emulator.credentials["users"]
-    panel = panels()
-    deliver(panel, {"type": "pat", "server": emulator.url, "token": users[0]["pat"]})
-    ada = shell.user_ns["speckle"]
-    assert panel.user_name == "Ada Lovelace"
-    if via == "pat":
-        message = {"type": "pat", "server": emulator.url, "token": users[1]["pat"]}
-        secrets_ = [users[1]["pat"]]
-    else:
-        token, refresh_token = tokens(emulator, user=1)
-        message = {"type": "oauth", "server_url": emulator.url, "token": token, "refresh_token": refresh_token}
-        secrets_ = [token, refresh_token]
-    # When: Speckle fails the validation (activeUser, serverInfo)
-    inject(emulator, "/graphql", kind)
-    deliver(panel, message)
-    # Then: the panel says what happened, and everything else is as it was
-    assert SAYS[kind] in panel.error and "still signed in as Ada Lovelace" in panel.error
-    assert panel.status == "signed_in" and panel.user_name == "Ada Lovelace" and not panel.busy
-    assert list(shell.user_ns) == ["speckle"]
-    kept(shell.user_ns["speckle"] is ada and ada.graphql(WHO)["activeUser"]["name"] == "Ada Lovelace")
-    assert_no_secret(panel, *secrets_)
-    # When: the same message again
-    deliver(panel, message)
-    # Then
-    assert panel.error == "" and panel.status == "signed_in" and panel.user_name == "Grace Hopper"
-    assert shell.user_ns["speckle"].user.name == "Grace Hopper" and panel.source == via.replace("pat", "token")
-    assert_no_secret(panel, *secrets_)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_fault_while_signed_out_leaves_nothing_behind_and_the_same_message_works_after(
-    emulator: Emulator, panels: Any, shell: FakeShell, short_timeouts: None, kind: str
-) -> None:
-    panel = panels()
-    token, refresh_token = tokens(emulator)
-    inject(emulator, "/graphql", kind)
-    hand_over(panel, emulator.url, token, refresh_token)
-    assert SAYS[kind] in panel.error and "still signed in" not in panel.error
-    assert panel.status == "signed_out" and panel.client is None and shell.user_ns == {} and not panel.busy
-    assert panel.user_name == "" and panel.source == ""
-    hand_over(panel, emulator.url, token, refresh_token)
-    assert panel.status == "signed_in" and shell.user_ns["speckle"].user.name == "Ada Lovelace"
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_fault_during_the_clients_own_refresh_keeps_its_pair_and_the_next_call_refreshes(
-    emulator: Emulator, panels: Any, shell: FakeShell, short_timeouts: None, monkeypatch: pytest.MonkeyPatch,
-    kind: str
-) -> None:
-    """App credentials in the kernel's environment: the Client refreshes straight with Speckle."""
-    monkeypatch.setenv("SPECKLE_APP_ID", emulator.credentials["app_id"])
-    monkeypatch.setenv("SPECKLE_APP_SECRET", emulator.credentials["app_secret"])
-    monkeypatch.setenv("SPECKLE_SERVER", emulator.url)  # the app belongs to this server
-    panel = panels()
-    token, refresh_token = tokens(emulator)
-    hand_over(panel, emulator.url, token, refresh_token)
-    speckle = shell.user_ns["speckle"]
-    old = speckle.token_pair
-    kill_token(emulator, token)
-    refreshes = emulator.requests_seen("/auth/token")
-    # When
-    inject(emulator, "/auth/token", kind)
-    expected = SpeckleServerError if kind == "error" else SpeckleUnreachable
-    with pytest.raises(expected) as caught:
-        speckle.graphql(WHO)
-    # Then: a typed error that says what happened; the client keeps its pair, the panel its sign-in
-    assert SAYS[kind] in caught.value.message and emulator.url in caught.value.message
-    assert token not in caught.value.message and refresh_token not in caught.value.message
-    assert speckle.token_pair == old and speckle.can_refresh
-    kept(shell.user_ns["speckle"] is speckle and panel.status == "signed_in" and panel.client is speckle)
-    # When: the next call
-    assert speckle.graphql(WHO)["activeUser"]["name"] == "Ada Lovelace"
-    # Then: it refreshed then, once
-    assert emulator.requests_seen("/auth/token") == refreshes + 2
-    assert speckle.token_pair.token != token and speckle.token_pair.refresh_token != refresh_token
-    assert_no_secret(panel, token, refresh_token, speckle.token_pair.token, speckle.token_pair.refresh_token)

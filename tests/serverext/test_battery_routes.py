@@ -1,76 +1,35 @@
-"""Bad input, property-based, against the running pieces: the extension's routes on a real Jupyter server with
-the emulator behind it, and the login panel's kernel half with the emulator.
-
-Whatever arrives: never a 5xx, always an HTML page or JSON with a message, never a secret in an answer (or in the
-server's log); the panel never raises out of its handler, never shows a secret in any synced trait, its status is
-always a known one, and its error is a clear message. `-s` shows the cases tried.
+"""Bad input, property-based, against the extension's routes on a real Jupyter server with the emulator behind
+it. Whatever arrives: never a 5xx, always an HTML page or JSON with a message, never a secret in an answer (or in
+the server's log). `-s` shows the cases tried. The panel's half of this battery is
+tests/kernel/test_battery_panel_messages.py.
 """
-
-# ruff: noqa: F811  (the fixtures imported below are pytest fixtures: test parameters share their names)
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from support.panel import (
-    FakeShell,
-    assert_consistent,
-    deliver,
-)
-from support.speckle import make_pat
-from test_serverext_routes import (  # noqa: F401 - fixtures
-    BASE,
-    PAT_ONLY,
-    TEST_CLIENT,
-    Browser,
-    Recorder,
-    browser,
-    callback_url,
-    challenge_method,
-    consent,
-    emulator,
-    ext,
-    extension_config,
-    jp_server_config,
-    log_in_fully,
-    server_log,
-    start_login,
-)
+from support.routes import BASE, TEST_CLIENT, Browser, Recorder, log_in_fully, start_login
+from support.strategies import HEX, SETTINGS, hex42, huge, junk, long_in_url, resolve, server_urls
 
-from speckle_nb_auth import Client
-from speckle_nb_auth import _login as registry
-from speckle_nb_auth._protocol import is_loopback_host
 from speckle_nb_auth.emulator import Emulator
-from speckle_nb_auth.panel._widget import GENERIC_ERROR
 from speckle_nb_auth.serverext import SpeckleAuthApp
 
-# the panel tests here start and end with an empty sign-in registry (support/fixtures_panel.py)
-pytestmark = pytest.mark.usefixtures("_fresh_registry")
-
-SETTINGS = {
-    "deadline": None,
-    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                              HealthCheck.data_too_large],
-    "database": None,
-}
 tried: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _print_cases() -> Iterator[None]:
     yield
-    print("\nroute and panel cases tried:", ", ".join(f"{k}: {v}" for k, v in tried.items()),
+    print("\nroute cases tried:", ", ".join(f"{k}: {v}" for k, v in tried.items()),
           f"(total {sum(tried.values())})")
 
 
@@ -79,32 +38,6 @@ def count(name: str) -> None:
 
 
 # --- strategies ---------------------------------------------------------------------------------------------
-
-HEX = "0123456789abcdef"
-hex42 = st.text(alphabet=HEX, min_size=42, max_size=42)
-huge = st.builds(lambda ch, n: ch * n, st.characters(codec="utf-8"), st.integers(1_000, 20_000))
-# in a URL: long, but within what an HTTP server takes in a request line at all (Tornado: 64 KiB of headers)
-long_in_url = st.builds(lambda ch, n: ch * n, st.characters(codec="utf-8"), st.integers(500, 2_000))
-junk = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30) | hex42,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12,
-)
-hosts = st.one_of(
-    st.text(max_size=40),
-    # names and numbers a resolver may or may not take: empty and long labels, dotted numbers out of range
-    st.lists(st.one_of(st.integers(0, 999).map(str), st.text(alphabet="ab-", max_size=3),
-                       st.just("a" * 64)), min_size=1, max_size=5).map(".".join),
-)
-server_urls = st.one_of(
-    st.sampled_from(["EMULATOR", "EMULATOR/", "EMULATOR_HOST", "EMULATOR_UPPER", PAT_ONLY, "https://evil.example.org",
-                     "javascript:alert(1)", "http://127.0.0.1:1", "//evil.example.org", "", " ", "localhost"]),
-    st.builds(lambda scheme, host, port: f"{scheme}{host}{port}",
-              st.sampled_from(["", "http://", "https://", "ftp://", "HTTPS://", "//"]), hosts,
-              st.sampled_from(["", ":1", ":443", ":99999", ":x"])),
-    st.text(max_size=80),
-)
-
 
 def flow_ids() -> st.SearchStrategy[str]:
     return st.one_of(st.from_regex(r"[A-Za-z0-9_-]{16,64}", fullmatch=True), st.text(max_size=80), long_in_url)
@@ -147,12 +80,6 @@ class Answers:
         assert isinstance(body, dict)
         if status >= 400:
             assert isinstance(body.get("message"), str) and len(body["message"]) >= 5, body
-
-
-def resolve(emu: Emulator, server: str) -> str:
-    host = emu.url.removeprefix("http://")
-    return {"EMULATOR": emu.url, "EMULATOR/": emu.url + "/", "EMULATOR_HOST": host,
-            "EMULATOR_UPPER": emu.url.upper().replace("HTTP://", "http://")}.get(server, server)
 
 
 @pytest.fixture
@@ -357,84 +284,3 @@ def test_refresh_answers_any_body_with_json_and_a_message(
 
     run(one())
     assert_log_clean(server_log, answers)
-
-
-# --- the panel's kernel half --------------------------------------------------------------------------------
-
-FRESH_PAT = "<a fresh personal access token>"
-KNOWN_STATUSES = {"signed_out", "signed_in"}
-
-tokens = st.one_of(st.just(FRESH_PAT), st.just("SEEDED_PAT"), hex42, st.text(max_size=60), huge, junk)
-message_types = st.one_of(
-    st.sampled_from(["pat", "oauth", "desktop", "logout", "cancel", "ready", "refreshed", "refresh_failed"]),
-    st.text(max_size=12), junk,
-)
-messages = st.one_of(
-    st.fixed_dictionaries(
-        {"type": message_types},
-        optional={"server": server_urls, "server_url": st.one_of(server_urls, junk), "token": tokens,
-                  "refresh_token": tokens, "index": st.one_of(st.integers(-5, 20_000), junk),
-                  "id": st.one_of(st.text(max_size=70), junk), "message": st.one_of(st.text(max_size=400), junk)},
-    ),
-    junk,
-)
-
-
-@pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever address a message names, nothing leaves this machine: other names do not resolve (after the
-    same IDNA encoding the real resolver applies first)."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
-        if isinstance(name, str) and not is_loopback_host(name):
-            name.encode("idna")
-            raise socket.gaierror(socket.EAI_NONAME, "only loopback addresses resolve in this test")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr("speckle_nb_auth._session.Client", functools.partial(Client, timeout=2.0))
-
-
-@settings(max_examples=120, **SETTINGS)
-@given(sequence=st.lists(messages, min_size=1, max_size=4))
-@example(sequence=[{"type": "pat", "server": "999.1.1.1", "token": "SEEDED_PAT"}])
-@example(sequence=[{"type": "pat", "server": "a" * 64 + ".example.org", "token": "SEEDED_PAT"}])
-@example(sequence=[{"type": "oauth", "server_url": "https://a..b", "token": "SEEDED_PAT"}])
-def test_the_panel_takes_any_message_without_raising_or_leaking(
-    emulator: Emulator, panels: Any, loopback_only: None, sequence: list[Any]
-) -> None:
-    registry._by_server.clear()  # each example is a fresh kernel: its own namespace, registry and panel
-    registry._latest.clear()
-    shell = FakeShell()
-    panel = panels(server=emulator.url, shell=shell)
-    seeded = emulator.credentials["pat"]
-    secrets_ = {emulator.credentials["app_secret"], emulator.credentials["session_token"], seeded}
-    for content in sequence:
-        count("panel messages")
-        if isinstance(content, dict):
-            content = {key: resolve(emulator, value) if isinstance(value, str) else value
-                       for key, value in content.items()}
-            for key in ("token", "refresh_token"):
-                if content.get(key) == FRESH_PAT:
-                    content[key] = make_pat(emulator, ["profile:read", "profile:email", "streams:read"])
-                elif content.get(key) == "SEEDED_PAT":
-                    content[key] = seeded
-                value = content.get(key)
-                if isinstance(value, str) and len(value.strip()) >= 16 and len(set(value)) >= 6:
-                    secrets_.add(value.strip())
-        # When
-        deliver(panel, content)  # raises nothing, or the test fails here
-        # Then
-        state = json.dumps(panel.get_state())
-        for secret in secrets_:
-            assert secret not in state and secret[-8:] not in state, "a secret in the panel's synced state"
-        assert panel.status in KNOWN_STATUSES and not panel.busy
-        assert_consistent(panel, shell)
-        for text in (panel.error, panel.message):
-            assert "Traceback" not in text and len(text) < 1000
-        assert GENERIC_ERROR not in panel.error, f"no clear message for {content!r:.300}: {panel.error}"
-        if panel.error:
-            assert len(panel.error) >= 20
-

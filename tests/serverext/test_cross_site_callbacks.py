@@ -5,27 +5,18 @@ of its own account. What this package can do is tested here: a cancelled login i
 works, and a login completed with someone else's code says whose account it signed in, by name and email.
 """
 
-# ruff: noqa: F811  (the fixtures imported below are pytest fixtures: test parameters share their names)
 
 from __future__ import annotations
 
-from support.speckle import access_code
-from test_serverext_routes import (  # noqa: F401 - fixtures
+from support.routes import (
     FLOW,
     FLOW2,
     Browser,
-    browser,
     callback,
-    callback_url,
-    challenge_method,
     consent,
-    emulator,
-    ext,
-    extension_config,
-    jp_server_config,
-    server_log,
     start_login,
 )
+from support.speckle import access_code
 
 from speckle_nb_auth.emulator import Emulator
 

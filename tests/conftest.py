@@ -13,9 +13,9 @@ pytest.register_assert_rewrite("support")
 
 from support.memory_keyring import MemoryKeyring  # noqa: E402
 
-# pytest-jupyter's Jupyter server; the panel fixtures, which the kernel tests and a server-extension battery use
-# (pytest reads pytest_plugins in this conftest only)
-pytest_plugins = ["pytest_jupyter.jupyter_server", "support.fixtures_panel"]
+# pytest-jupyter's Jupyter server; and fixtures two sibling parts need (pytest reads pytest_plugins in this conftest
+# only): the panel's, for the kernel tests and a server-extension battery, and Chromium, for the browser and hub tests
+pytest_plugins = ["pytest_jupyter.jupyter_server", "support.fixtures_panel", "support.fixtures_browser"]
 
 
 @pytest.fixture

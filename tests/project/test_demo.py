@@ -10,79 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from support.demo import running_demo
 
-ROOT = Path(__file__).resolve().parent.parent
 DESKTOP_SERVICE_PORT = 29363  # Speckle's desktop connectors listen here: the demo must not
-
-
-@dataclass
-class Demo:
-    proc: subprocess.Popen[str]
-    text: str
-    lab: str  # the quickstart's URL, with the Jupyter token
-    emulator: str
-
-    @property
-    def base(self) -> str:
-        return self.lab.split("/lab/")[0]
-
-    @property
-    def jupyter_token(self) -> str:
-        return self.lab.rsplit("token=", 1)[1]
-
-    def child(self, marker: str) -> int:
-        """The pid of the demo's server process whose command line holds `marker`."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        for pid in children:
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " "):
-                return int(pid)
-        raise AssertionError(f"no child process of the demo runs {marker}")
-
-    def environment(self, pid: int) -> dict[str, str]:
-        pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
-        return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
-
-    def status(self) -> dict[str, object]:
-        answer = httpx.get(f"{self.base}/speckle-auth/status",
-                           headers={"Authorization": f"token {self.jupyter_token}"}, trust_env=False, timeout=30)
-        return dict(answer.json())
-
-    def rest(self, timeout: float = 30) -> str:
-        """Everything the demo prints until it exits."""
-        assert self.proc.stdout is not None
-        out, _ = self.proc.communicate(timeout=timeout)
-        return out
-
-
-@contextmanager
-def running_demo(*args: str) -> Iterator[Demo]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 120
-        # the last line of the instructions says how to try the other kind of app
-        while time.monotonic() < deadline and not any("--registered-app" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line, "the demo stopped early:\n" + "".join(lines)
-            lines.append(line)
-        text = "".join(lines)
-        lab = re.search(r"(http://127\.0\.0\.1:\d+/lab/tree/notebooks/quickstart\.ipynb\?token=\w+)", text)
-        emulator = re.search(r"Speckle emulator \((http://127\.0\.0\.1:\d+)\)", text)
-        assert lab and emulator, text
-        yield Demo(proc, text, lab.group(1), emulator.group(1))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def assert_gone(*urls: str) -> None:

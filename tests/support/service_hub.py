@@ -22,19 +22,11 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
-from jupyter_ui import (
-    DEFAULT_SETTINGS,
-    KEYRING_ENV,
-    LOOPBACK,
-    REPO,
-    TESTS,
-    free_port,
-    http_client,
-    log_tail,
-    poll,
-    stop_process,
-    write_settings,
-)
+
+from support import REPO, TESTS
+from support.jupyter_server import DEFAULT_SETTINGS, write_settings
+from support.memory_keyring import KEYRING_ENV
+from support.processes import LOOPBACK, free_port, http_client, start_server, stop_process
 
 NODE_BIN = REPO / "node_modules" / ".bin"
 GUIDE = REPO / "notebooks" / "jupyterhub-admin-guide.ipynb"
@@ -77,7 +69,7 @@ def build_user_venv(root: Path) -> Path:
     (testlib / "support").mkdir(parents=True)
     for helper in ("support/__init__.py", "support/memory_keyring.py"):
         shutil.copy(TESTS / helper, testlib / helper)
-    shutil.copy(TESTS / "hub" / "secret_probe.py", testlib / "secret_probe.py")
+    shutil.copy(TESTS / "support" / "secret_probe.py", testlib / "secret_probe.py")
     (site / "speckle-nb-auth-test.pth").write_text(f"{src}\n{testlib}\n")
     run("chmod", "-R", "a+rX", str(root))
     return venv
@@ -182,36 +174,20 @@ class ServiceHub:
                if not key.startswith("SPECKLE_") and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
         env["PATH"] = os.pathsep.join([str(NODE_BIN), str(Path(sys.executable).parent), env.get("PATH", "")])
         env[SECRET_ENV] = self.secret  # the hub's own environment: the only place the admin puts it
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=self.tmp, env=env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        log.close()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self.proc = start_server([sys.executable, "-m", "jupyterhub", "-f", str(config)], log=self.log_path,
+                                 cwd=self.tmp, env=env, ready=self.ready,
+                                 what=f"JupyterHub and its Speckle login service at {self.url}")
         return self
 
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                pytest.fail(f"JupyterHub exited with {self.proc.returncode}:\n{log_tail(self.log_path)}",
-                            pytrace=False)
-            try:
-                with http_client() as http:
-                    hub = http.get(f"{self.url}hub/api/")
-                    service = http.get(f"{self.service_url}status")  # 403 without a token: it is up
-                return hub.status_code == 200 and service.status_code == 403
-            except httpx.HTTPError:
-                return False
-
+    def ready(self) -> bool:
+        """Whether the hub answers its REST API and the service its status (403 without a token: it is up)."""
         try:
-            poll(ready, timeout=60, interval=0.2, what=f"JupyterHub and its Speckle login service at {self.url}")
-        except AssertionError as err:
-            pytest.fail(f"{err}\n--- jupyterhub log ---\n{log_tail(self.log_path)}", pytrace=False)
+            with http_client() as http:
+                hub = http.get(f"{self.url}hub/api/")
+                service = http.get(f"{self.service_url}status")
+            return hub.status_code == 200 and service.status_code == 403
+        except httpx.HTTPError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None:

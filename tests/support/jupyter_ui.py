@@ -1,31 +1,25 @@
-"""What the browser and hub tests share: Debian's Chromium under Playwright, real Jupyter servers as subprocesses,
-and a driver for a notebook open in JupyterLab 4 or Notebook 7 (through `window.jupyterapp`).
+"""What the browser and hub tests drive in headless Chromium (Debian's, under Playwright): a notebook open in
+JupyterLab 4 or Notebook 7 (through `window.jupyterapp`), the login panel in it, Speckle's own sign-in and consent
+pages, the secrets a test has seen, and screenshots. The Jupyter servers are support/jupyter_server.py's; the
+`browser` fixture is support/fixtures_browser.py's.
 
 Nothing here sleeps for a fixed time: every wait is a poll or a Playwright wait with a deadline.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from support.memory_keyring import KEYRING_ENV  # every browser/hub test's kernel uses it
 
-REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"
+from support import REPO
+from support.jupyter_server import JupyterServer
+from support.processes import http_client, log_tail
+
 SCREENSHOTS = REPO / "test-output" / "screenshots"
 SCREENSHOTS_TAKEN: list[Path] = []  # listed at the end of the run (the browser conftest's terminal summary)
 
@@ -43,10 +37,6 @@ CHROMIUM_ARGS = [
 # Chromium's real popup blocker.
 CHROMIUM_IGNORED_DEFAULTS = ["--disable-popup-blocking"]
 
-LOOPBACK = "127.0.0.1"
-SERVER_START_TIMEOUT = 60.0
-SPECKLE_VARIABLES = ("SPECKLE_TOKEN", "SPECKLE_SERVER", "SPECKLE_APP_ID", "SPECKLE_APP_SECRET",
-                     "SPECKLE_REDIRECT_URI")
 
 
 # --- Chromium ---------------------------------------------------------------------------------------------------
@@ -62,22 +52,21 @@ def chromium_missing_message() -> str | None:
     )
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Headless Chromium, per test. Function-scoped on purpose: pytest-jupyter's autouse asyncio-loop fixture
-    replaces the event loop around every test, and Playwright's sync API must neither run inside a running loop
-    nor outlive its own. Imported into the browser and hub conftests."""
+def chromium() -> Iterator[Any]:
+    """Headless Chromium for one test (support/fixtures_browser.py's `browser`): function-scoped on purpose,
+    since pytest-jupyter's autouse asyncio-loop fixture replaces the event loop around every test, and
+    Playwright's sync API must neither run inside a running loop nor outlive its own."""
     missing = chromium_missing_message()
     if missing:
         pytest.fail(missing, pytrace=False)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
+        browser = launch_chromium(playwright)
         try:
-            yield chromium
+            yield browser
         finally:
-            chromium.close()
+            browser.close()
 
 
 def launch_chromium(playwright: Any) -> Any:
@@ -88,258 +77,6 @@ def launch_chromium(playwright: Any) -> Any:
         args=CHROMIUM_ARGS,
         ignore_default_args=CHROMIUM_IGNORED_DEFAULTS,
     )
-
-
-# --- processes and ports ----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def log_tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def poll(
-    check: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition",
-    on_timeout: Callable[[], str] | None = None,
-) -> Any:
-    """Call `check` until it returns something truthy (which is returned) or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = on_timeout() if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail}")
-        time.sleep(interval)
-
-
-def http_client(**kwargs: Any) -> httpx.Client:
-    """An HTTP client that ignores proxy settings: every test request stays on loopback."""
-    return httpx.Client(trust_env=False, timeout=10.0, **kwargs)
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    """SIGTERM to the process group and wait (Jupyter shuts its kernels down; the hub its servers and proxy),
-    then SIGKILL whatever is left in the group."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    # children (kernels) that outlived their parent
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def clean_environment(tmp: Path) -> dict[str, str]:
-    """The environment for a Jupyter process: no developer Speckle credentials, desktop accounts, Jupyter or
-    IPython configuration; the in-memory keyring for kernels; no proxies."""
-    env = {key: value for key, value in os.environ.items() if key not in SPECKLE_VARIABLES}
-    for key in list(env):
-        if key.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-            del env[key]
-    for name in ("config", "data", "runtime", "ipython", "desktop-accounts"):
-        (tmp / name).mkdir(parents=True, exist_ok=True)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        IPYTHONDIR=str(tmp / "ipython"),
-        SPECKLE_USERDATA_PATH=str(tmp / "desktop-accounts"),
-        JUPYTER_PLATFORM_DIRS="1",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p),
-        **KEYRING_ENV,
-    )
-    return env
-
-
-# --- JupyterLab settings ----------------------------------------------------------------------------------------
-
-NOTIFICATION_SETTINGS = ("@jupyterlab/apputils-extension", "notification",
-                         {"fetchNews": "false", "checkForUpdates": False})
-WIDGET_SETTINGS = ("@jupyter-widgets/jupyterlab-manager", "plugin", {"saveState": True})
-LIGHT_THEME_SETTINGS = ("@jupyterlab/apputils-extension", "themes", {"theme": "JupyterLab Light"})
-
-
-def write_settings(settings_dir: Path, entries: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
-    """(Re)write the user settings: the news notification silenced, widget state saved, the light theme.
-    jupyterlab_server reads these files on every request, so rewriting them resets a running server."""
-    if settings_dir.exists():
-        shutil.rmtree(settings_dir)
-    for package, plugin, values in entries:
-        target = settings_dir / package / f"{plugin}.jupyterlab-settings"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(values))
-
-
-DEFAULT_SETTINGS = (NOTIFICATION_SETTINGS, WIDGET_SETTINGS, LIGHT_THEME_SETTINGS)
-
-
-# --- a Jupyter server -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class JupyterServer:
-    """JupyterLab 4 (`frontend="lab"`) or Notebook 7 (`"notebook"`) as a subprocess on loopback."""
-
-    frontend: str
-    root_dir: Path
-    tmp: Path
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    token: str = field(default_factory=lambda: secrets.token_hex(24))
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/"
-
-    @property
-    def settings_dir(self) -> Path:
-        return self.tmp / "settings"
-
-    @property
-    def workspaces_dir(self) -> Path:
-        return self.tmp / "workspaces"
-
-    @property
-    def log_path(self) -> Path:
-        return self.tmp / f"jupyter-{self.frontend}.log"
-
-    def command(self) -> list[str]:
-        module, app = {"lab": ("jupyterlab", "LabApp"), "notebook": ("notebook", "JupyterNotebookApp")}[self.frontend]
-        args = [
-            sys.executable, "-m", module,
-            "--no-browser",
-            f"--ip={LOOPBACK}",
-            f"--port={self.port}",
-            "--port-retries=0",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root_dir}",
-            f"--{app}.workspaces_dir={self.workspaces_dir}",
-            f"--{app}.user_settings_dir={self.settings_dir}",
-            f"--{app}.expose_app_in_browser=True",
-            "--ServerApp.log_level=INFO",
-        ]
-        if is_root():
-            args.append("--allow-root")
-        return args
-
-    def start(self) -> JupyterServer:
-        self.root_dir.mkdir(parents=True, exist_ok=True)
-        self.workspaces_dir.mkdir(parents=True, exist_ok=True)
-        write_settings(self.settings_dir, DEFAULT_SETTINGS)
-        env = clean_environment(self.tmp)
-        env.update(
-            JUPYTERLAB_SETTINGS_DIR=str(self.settings_dir),
-            JUPYTERLAB_WORKSPACES_DIR=str(self.workspaces_dir),
-            **self.extra_env,
-        )
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603
-            self.command(), cwd=self.root_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        log.close()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def wait_ready(self, timeout: float = SERVER_START_TIMEOUT) -> None:
-        assert self.proc is not None
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(
-                    f"Jupyter ({self.frontend}) exited with {self.proc.returncode} while starting:\n"
-                    f"{log_tail(self.log_path)}"
-                )
-            try:
-                with self.api() as http:
-                    return http.get(self.api_url("api/status")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        poll(ready, timeout=timeout, interval=0.2, what=f"Jupyter ({self.frontend}) at {self.url}",
-             on_timeout=lambda: log_tail(self.log_path))
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    def api_url(self, path: str) -> str:
-        return f"{self.url}{path}"
-
-    def api(self) -> httpx.Client:
-        return http_client(headers={"Authorization": f"token {self.token}"})
-
-    def notebook_url(self, name: str, workspace: str) -> str:
-        if self.frontend == "lab":
-            return f"{self.url}lab/workspaces/{workspace}/tree/{name}?reset"
-        return f"{self.url}notebooks/{name}"
-
-    def shutdown_kernels(self) -> None:
-        """Stop every kernel: a test's kernel must not keep one of the two cores busy for the next test."""
-        with self.api() as http:
-            for session in http.get(self.api_url("api/sessions")).json():
-                http.delete(self.api_url(f"api/sessions/{session['id']}"))
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def reset_browser_state(self) -> None:
-        """A fresh Lab workspace and fresh user settings for the next test."""
-        shutil.rmtree(self.workspaces_dir, ignore_errors=True)
-        self.workspaces_dir.mkdir(parents=True)
-        write_settings(self.settings_dir, DEFAULT_SETTINGS)
-
-
-# --- notebooks on disk ------------------------------------------------------------------------------------------
-
-
-def write_notebook(path: Path, sources: Iterable[str]) -> Path:
-    cells = [
-        {"cell_type": "code", "execution_count": None, "id": f"cell-{index}", "metadata": {}, "outputs": [],
-         "source": source}
-        for index, source in enumerate(sources)
-    ]
-    notebook = {
-        "cells": cells,
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    path.write_text(json.dumps(notebook, indent=1))
-    return path
 
 
 # --- a notebook in the browser ----------------------------------------------------------------------------------
@@ -602,17 +339,69 @@ class PanelUI:
         expect(self.login_button).to_be_visible()
 
 
-def speckle_sign_in(tab: Any, email: str, password: str, decision: str = "Authorize") -> None:
+def speckle_sign_in(tab: Any, email: str, password: str, decision: str | None = "Authorize") -> None:
     """On the emulator's pages in `tab`: sign in (unless this browser already has a Speckle session), then press
-    `decision` ("Authorize" or "Deny") on the consent page."""
+    `decision` ("Authorize" or "Deny") on the consent page. `decision=None` for a trusted app (Speckle's connector
+    app): the sign-in page is all there is, no consent page follows."""
     from playwright.sync_api import expect
 
-    decide = tab.get_by_role("button", name=decision)
-    email_input = tab.locator("input[name=email]")
-    expect(email_input.or_(decide)).to_be_visible(timeout=15_000)
-    if email_input.is_visible():
+    def sign_in() -> None:
         email_input.fill(email)
         tab.locator("input[name=password]").fill(password)
         tab.get_by_role("button", name="Sign in").click()
+
+    email_input = tab.locator("input[name=email]")
+    if decision is None:
+        sign_in()
+        return
+    decide = tab.get_by_role("button", name=decision)
+    expect(email_input.or_(decide)).to_be_visible(timeout=15_000)
+    if email_input.is_visible():
+        sign_in()
     expect(decide).to_be_visible(timeout=15_000)
     decide.click()
+
+
+def screenshot(panel: PanelUI, name: str) -> Path:
+    """The panel's cell, kept under test-output/screenshots/ (named at the end of the run)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    panel.cell.screenshot(path=str(path), animations="disabled")
+    print(f"screenshot: {path}")
+    SCREENSHOTS_TAKEN.append(path)
+    return path
+
+
+# --- a browser test's stack and session (the fixtures are tests/browser/conftest.py's) -----------------------------
+
+
+@dataclass
+class Stack:
+    """The emulator and the Jupyter server configured for it."""
+
+    frontend: str
+    emulator: Any
+    jupyter: JupyterServer
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        return dict(self.emulator.credentials)
+
+
+@dataclass
+class Session:
+    """One test's browser context and notebook."""
+
+    stack: Stack
+    context: Any
+    page: Any
+    ui: NotebookUI
+    path: Path
+    ledger: SecretLedger
+    problems: list[str]
+
+    def diagnostics(self) -> str:
+        """What to print when something fails: the browser's errors and the server log's tail."""
+        console = "\n".join(self.problems[-30:]) or "(none)"
+        server_log = log_tail(self.stack.jupyter.log_path, 40)
+        return f"browser errors and speckle-auth requests:\n{console}\n--- jupyter log ---\n{server_log}"

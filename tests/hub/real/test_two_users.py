@@ -7,99 +7,18 @@ Real JupyterHub, configurable-http-proxy, single-user JupyterLab servers, kernel
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import Any
-from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import pytest
-from jupyter_ui import NotebookUI, PanelUI, record_speckle_auth_traffic, speckle_sign_in, write_notebook
 from playwright.sync_api import expect
+from support.jupyter_ui import speckle_sign_in
+from support.jupyterhub import HubUser, hold_speckle_redirect
 
 pytestmark = pytest.mark.hub
 
 LOGIN_CELL = "from speckle_nb_auth import login\nlogin(wait=False)"  # these tests drive the panel cell by cell
 EMAIL_CELL = "print(speckle.user.email)"
 EXISTS_CELL = "print('speckle' in globals())"
-
-
-class HubUser:
-    """A person with their own browser, logged in to the hub, with a notebook open on their own server."""
-
-    def __init__(self, hub: Any, browser: Any, name: str) -> None:
-        self.hub = hub
-        self.name = name
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.context.set_default_timeout(30_000)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda err: self.problems.append(f"pageerror: {err}"))
-        record_speckle_auth_traffic(self.context, self.problems)
-        self.login_requests: list[str] = []
-        self.context.on("request", lambda request: self.login_requests.append(request.url)
-                        if "/speckle-auth/login?" in request.url else None)
-        self.ui = NotebookUI(self.page, "lab")
-        self.panel: PanelUI | None = None
-
-    def open_notebook(self, cells: list[str]) -> None:
-        """Write a notebook into this user's home and start towards it: the hub login page, with the notebook
-        as `next`. The hub spawns the user's server (or finds it running) and sends the browser there. Returns
-        once the login is submitted; `wait_for_notebook` waits for the rest, so two users can go at once."""
-        name = f"{self.name}-{secrets.token_hex(3)}.ipynb"
-        write_notebook(self.hub.home(self.name) / name, cells)
-        # through user-redirect, which spawns a stopped server on the way (a bare /user/... URL would not)
-        target = f"/hub/user-redirect/lab/workspaces/w{secrets.token_hex(4)}/tree/{name}"
-        page = self.page
-        page.goto(f"{self.hub.url}hub/login?next={quote(target, safe='')}")
-        page.locator("#username_input").fill(self.name)
-        page.locator("#password_input").fill(self.hub.password)
-        page.locator("#login_submit").click()
-
-    def wait_for_notebook(self) -> None:
-        try:
-            self.page.wait_for_url(re.compile(re.escape(self.hub.user_url(self.name, "lab/workspaces/"))),
-                                   timeout=60_000)
-            self.ui.wait_for_kernel(timeout=60)
-        except Exception as err:
-            raise AssertionError(f"{self.name}'s notebook never got an idle kernel: {err}\n{self.diagnostics()}") \
-                from None
-
-    def start_panel(self) -> PanelUI:
-        self.ui.run_cell(0)
-        self.panel = PanelUI(self.ui, 0)
-        try:
-            self.panel.wait_shown()
-        except AssertionError as err:
-            raise AssertionError(f"{self.name}'s login panel: {err}\n{self.diagnostics()}") from None
-        return self.panel
-
-    def flow_id(self) -> str:
-        """The id of the login this browser started last (from the request the sign-in tab made)."""
-        assert self.login_requests, f"{self.name}'s browser never requested speckle-auth/login"
-        return parse_qs(urlsplit(self.login_requests[-1]).query)["flow"][0]
-
-    def flow_status(self, flow_id: str) -> dict[str, Any]:
-        """What this user's own server says about a flow, asked from their notebook tab (their Jupyter session)."""
-        return self.page.evaluate(
-            """async (id) => {
-                 const base = JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl;
-                 // JupyterHub refuses a cookie-authenticated fetch without the XSRF header, GETs included
-                 const xsrf = (document.cookie.match(/(?:^|;\\s*)_xsrf=([^;]*)/) || [])[1] || '';
-                 const r = await fetch(base + 'speckle-auth/flows/' + id,
-                                       {credentials: 'same-origin', headers: {'X-XSRFToken': xsrf}});
-                 return {http: r.status, ...(await r.json())};
-               }""",
-            flow_id,
-        )
-
-    def diagnostics(self) -> str:
-        from jupyter_ui import log_tail
-
-        return ("browser errors and speckle-auth requests:\n" + ("\n".join(self.problems[-20:]) or "(none)")
-                + f"\n--- jupyterhub log ---\n{log_tail(self.hub.log_path, 40)}")
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture
@@ -139,32 +58,6 @@ def test_each_hub_user_gets_their_own_speckle_user(hub: Any, people: dict[str, H
             callbacks[name]
         assert person.ui.run_cell(1).strip() == wanted[name]["email"], person.diagnostics()
         expect(person.panel.user_name).to_have_text(wanted[name]["name"])  # type: ignore[union-attr]
-
-
-def hold_speckle_redirect(hub: Any, tab: Any, user: dict[str, str]) -> str:
-    """Sign in and authorize on Speckle in `tab`, but keep Speckle's redirect to the callback (the one registered
-    URL, carrying the access code) from the browser: return it, and show the tab a placeholder instead."""
-    held: list[str] = []
-
-    def hold(route: Any) -> None:
-        request = route.request
-        if request.method != "POST" or "action=authorize" not in (request.post_data or ""):
-            route.continue_()
-            return
-        answer = route.fetch(max_redirects=0)
-        held.append(urljoin(request.url, answer.headers.get("location", "")))
-        route.fulfill(status=200, content_type="text/html", body="<h1>Redirect held by the test</h1>")
-
-    pattern = f"{hub.emulator.url}/**"
-    tab.route(pattern, hold)
-    try:
-        speckle_sign_in(tab, user["email"], user["password"], "Authorize")
-        expect(tab.locator("h1")).to_have_text("Redirect held by the test")
-    finally:
-        tab.unroute(pattern)
-    assert len(held) == 1, held
-    assert held[0].startswith(hub.redirect_url + "?access_code="), held[0]
-    return held[0]
 
 
 def open_panels(people: dict[str, HubUser]) -> tuple[HubUser, HubUser]:

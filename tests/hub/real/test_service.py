@@ -19,10 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from jupyter_ui import LOOPBACK, free_port, http_client, poll, write_notebook
 from playwright.sync_api import expect
-from service_hub import USERS, ServiceHub, build_user_venv, create_user, delete_user, probe_result, require_root
-from test_two_users import HubUser, hold_speckle_redirect
+from support.jupyter_server import write_notebook
+from support.jupyter_ui import speckle_sign_in
+from support.jupyterhub import HubUser, hold_speckle_redirect
+from support.processes import LOOPBACK, free_port, http_client, poll
+from support.service_hub import USERS, ServiceHub, build_user_venv, create_user, delete_user, probe_result, require_root
 
 pytestmark = pytest.mark.hub
 
@@ -190,8 +192,6 @@ def test_two_users_sign_in_through_the_service_and_cannot_act_for_each_other(
 
 
 def speckle_sign_in_and_wait(tab: Any, user: dict[str, str], person: Person) -> None:
-    from jupyter_ui import speckle_sign_in
-
     speckle_sign_in(tab, user["email"], user["password"], "Authorize")
     assert person.panel is not None
     person.panel.expect_signed_in(user["name"])

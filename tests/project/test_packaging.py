@@ -13,10 +13,9 @@ from importlib import import_module
 from pathlib import Path
 
 import pytest
+from support import REPO as ROOT
 
 import speckle_nb_auth
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,8 @@ import httpx
 import pytest
 from jupyterhub.services.auth import HubOAuth
 from support.fake_hub import SERVICE_SCOPE, FakeHub
-from support.processes import free_loopback_port
+from support.processes import answers, free_loopback_port, start_server, stop_process
+from support.speckle import consent
 from traitlets.config import Config
 
 from speckle_nb_auth.emulator import Emulator
@@ -78,15 +77,6 @@ def running() -> Iterator[Running]:
         yield Running(hub, emu, service, url)
 
 
-def sign_in_on_speckle(emu: Emulator, authorize_url: str, user: int = 0) -> str:
-    """What Speckle's consent page does for seeded user `user`: the callback URL it redirects to."""
-    challenge = authorize_url.rstrip("/").rsplit("/", 1)[1]
-    consent = httpx.get(f"{emu.url}/auth/accesscode", params={
-        "appId": emu.credentials["app_id"], "challenge": challenge,
-        "token": emu.credentials["users"][user]["session_token"], "preventRedirect": "true"})
-    return str(consent.json()["redirectUrl"])
-
-
 def start_login(run: Running, browser: httpx.Client) -> tuple[str, str]:
     flow = secrets.token_urlsafe(18)
     started = browser.get("login", params={"server": run.emulator.url, "flow": flow}, headers=SAME_ORIGIN)
@@ -128,7 +118,7 @@ def test_a_login_belongs_to_the_hub_user_who_started_it(running: Running) -> Non
         assert authorize.startswith(f"{emu.url}/authn/verify/{emu.credentials['app_id']}/")
         for who, seen in ((alice, 200), (bob, 404)):
             assert who.get(f"flows/{flow}").status_code == seen
-        callback = sign_in_on_speckle(emu, authorize)
+        callback = consent(emu, authorize_url=authorize)
         done = alice.get(callback_path(callback))
         assert done.headers["location"] == PREFIX + "result"
         assert alice.get(f"flows/{flow}").json()["status"] == "done"
@@ -144,7 +134,7 @@ def test_a_callback_completes_nothing_without_its_browsers_cookie_or_for_another
     emu = running.emulator
     with running.client("alice") as alice, running.client("bob") as bob:
         flow, authorize = start_login(running, alice)
-        callback = sign_in_on_speckle(emu, authorize)
+        callback = consent(emu, authorize_url=authorize)
         exchanges = emu.requests_seen("/auth/token")
         # bob's browser: no flow cookie of alice's
         assert follow(bob, bob.get(callback_path(callback))).status_code == 400
@@ -178,7 +168,7 @@ def test_a_refresh_token_renews_only_for_the_user_it_was_handed_to(running: Runn
     emu = running.emulator
     with running.client("alice") as alice, running.client("bob") as bob:
         flow, authorize = start_login(running, alice)
-        alice.get(callback_path(sign_in_on_speckle(emu, authorize)))
+        alice.get(callback_path(consent(emu, authorize_url=authorize)))
         claimed = alice.post(f"flows/{flow}/claim").json()
         body = {"server_url": emu.url, "refresh_token": claimed["refresh_token"]}
         refused = bob.post("refresh", json=body)
@@ -201,7 +191,7 @@ def test_the_service_log_hides_codes_and_states(running: Running, caplog: pytest
     caplog.set_level(logging.INFO)
     with running.client("alice") as alice:
         flow, authorize = start_login(running, alice)
-        callback = sign_in_on_speckle(emu, authorize)
+        callback = consent(emu, authorize_url=authorize)
         alice.get(callback_path(callback))
         code = parse_qs(urlsplit(callback).query)["access_code"][0]
         alice.get("oauth_callback", params={"code": code, "state": "s" * 20})
@@ -287,24 +277,17 @@ def test_a_users_server_relays_to_the_service_and_warns_about_a_secret_of_its_ow
                JUPYTERHUB_API_TOKEN=running.hub.token_for("alice"), SPECKLE_AUTH_SERVICE_URL=running.url,
                SPECKLE_AUTH_SERVICE_PREFIX=PREFIX, SPECKLE_SERVER=emu.url, SPECKLE_APP_SECRET=misplaced)
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-             "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-             "--allow-root"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_server(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--allow-root"], log=log, env=env,
+        ready=lambda: answers(f"http://127.0.0.1:{port}/speckle-auth/status", token=token),
+        what="alice's Jupyter server",
+    )
     server = httpx.Client(base_url=f"http://127.0.0.1:{port}/speckle-auth/", trust_env=False, timeout=20,
                           headers={"Authorization": f"token {token}"})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status = server.get("status")
-                if status.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        status = server.get("status")
         body = status.json()
         assert body["login_base"] == PREFIX and body["mailbox"] is True
         assert [s["app"] for s in body["servers"]] == ["registered"]
@@ -315,7 +298,7 @@ def test_a_users_server_relays_to_the_service_and_warns_about_a_secret_of_its_ow
             bobs, _ = start_login(running, bob)
             assert server.get(f"flows/{bobs}").status_code == 404
             assert server.post(f"flows/{bobs}/claim").status_code == 404
-            alice.get(callback_path(sign_in_on_speckle(emu, authorize)))
+            alice.get(callback_path(consent(emu, authorize_url=authorize)))
         assert server.get(f"flows/{flow}").json()["status"] == "done"
         claimed = server.post(f"flows/{flow}/claim", json={}).json()
         assert claimed["server_url"] == emu.url and claimed["token"]
@@ -323,8 +306,7 @@ def test_a_users_server_relays_to_the_service_and_warns_about_a_secret_of_its_ow
         assert renewed.status_code == 200 and renewed.json()["token"] != claimed["token"]
     finally:
         server.close()
-        proc.terminate()
-        proc.wait(20)
+        stop_process(proc)
     text = log.read_text()
     assert "every user who can run code here can read it" in text and "speckle_nb_auth.hub.configure" in text
     assert "through the hub's login service" in text

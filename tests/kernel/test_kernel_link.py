@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from jupyter_client import BlockingKernelClient
-
-sys.path.insert(0, str(Path(__file__).parent / "browser"))
-
-from jupyter_ui import JupyterServer, free_port  # noqa: E402
-from support.speckle import access_code  # noqa: E402
+from support.jupyter_server import JupyterServer
+from support.processes import free_port
+from support.speckle import access_code
 
 
 class Kernel:

@@ -1,8 +1,8 @@
 """The hub's Speckle login service over HTTP, without a hub: its real Tornado app and JupyterHub's real HubOAuth,
-whose token checks go to a tiny stand-in for the hub's REST API (`fake_hub`), and the emulator as Speckle.
+whose token checks go to a tiny stand-in for the hub's REST API (`support.fake_hub`), and the emulator as Speckle.
 
 Browsers and users' servers are both played with JupyterHub API tokens (HubAuth takes a token from any request);
-the hub's own browser sign-in (HubOAuth's redirects) is exercised by tests/hub.
+the hub's own browser sign-in (HubOAuth's redirects) is exercised by tests/hub/real.
 """
 
 from __future__ import annotations

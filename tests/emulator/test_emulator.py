@@ -8,7 +8,6 @@ import os
 import re
 import select
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.processes import free_port
 
 from speckle_nb_auth import _protocol, _transport
 from speckle_nb_auth._errors import (
@@ -368,12 +368,6 @@ def test_a_refresh_token_lives_as_long_as_on_the_server(emu: Emulator, http: htt
 
 CONNECTOR_SCOPES = ["streams:read", "streams:write", "profile:read", "profile:email", "users:read", "users:invite"]
 APP_QUERY = "query($id: String!) { app(id: $id) { id name redirectUrl trustByDefault public scopes { name } } }"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_connector_app_is_public_and_answers_as_a_real_server(http: httpx.Client) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.speckle import access_code, oauth_pair
+from support.speckle import access_code, make_pat, oauth_pair
 
 from speckle_nb_auth import Client
 from speckle_nb_auth import _protocol as protocol
@@ -17,17 +17,6 @@ from speckle_nb_auth._client import direct_refresher
 from speckle_nb_auth._errors import InvalidToken, MissingScope, NotSignedIn, RefreshRejected, SpeckleUnreachable
 from speckle_nb_auth._protocol import TokenPair
 from speckle_nb_auth._transport import call
-
-
-def new_pat(emu: Any, scopes: list[str]) -> str:
-    """A personal access token of the first user, made as the web frontend does."""
-    reply = httpx.post(
-        f"{emu.url}/graphql",
-        json={"query": "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
-              "variables": {"t": {"name": "test", "scopes": scopes}}},
-        headers={"Authorization": f"Bearer {emu.credentials['session_token']}"},
-    )
-    return str(reply.json()["data"]["apiTokenCreate"])
 
 
 def connector_pair(emu: Any) -> TokenPair:
@@ -101,10 +90,10 @@ def app_in_environment(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_pat_is_never_taken_for_the_environments_app(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A PAT holding only profile:read cannot read its own scopes: unknown, not the app's four."""
     app_in_environment(emulator, monkeypatch)
-    with Client(emulator.url, new_pat(emulator, ["profile:read"])) as client:
+    with Client(emulator.url, make_pat(emulator, ["profile:read"])) as client:
         assert client.scopes() is None
     readable = ["profile:read", "tokens:read"]
-    with Client(emulator.url, new_pat(emulator, readable)) as client:
+    with Client(emulator.url, make_pat(emulator, readable)) as client:
         assert client.scopes() == readable  # the server lists it: a PAT, with exactly these
 
 

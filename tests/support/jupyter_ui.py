@@ -38,7 +38,6 @@ CHROMIUM_ARGS = [
 CHROMIUM_IGNORED_DEFAULTS = ["--disable-popup-blocking"]
 
 
-
 # --- Chromium ---------------------------------------------------------------------------------------------------
 
 

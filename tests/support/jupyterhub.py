@@ -134,7 +134,6 @@ class Hub:
             stop_process(self.proc, timeout=30)
 
 
-
 class HubUser:
     """A person with their own browser, logged in to the hub, with a notebook open on their own server."""
 

@@ -8,13 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 uv="${UV:-.venv/bin/uv}"
 matrix=.venv-matrix
-# Never the browser or JupyterHub tests, by their markers and by their folders. What does not depend on the
-# Python or on the dependencies' versions ran once already, in make test: the pinned lint and type tools, the
-# packaging checks, the demo, the panel's ES module in Chromium, and pre-commit's own install of the hook.
-fast=(-m "not browser and not hub" --ignore=tests/browser --ignore=tests/hub -q -p no:cacheprovider
-      --ignore=tests/test_code_quality.py --ignore=tests/test_packaging.py --ignore=tests/test_demo.py
-      --ignore=tests/test_panel_esm.py
-      --deselect tests/test_hygiene.py::test_the_shipped_hook_installs_and_runs_as_pre_commit_installs_it)
+# Never the browser or JupyterHub tests, by their markers and by their folders (tests/hub/real; the hub service's
+# own tests, in tests/hub, need no hub and stay). What does not depend on the Python or on the dependencies'
+# versions ran once already, in make test: the pinned lint and type tools, the packaging checks, the demo, the
+# panel's ES module in Chromium, and pre-commit's own install of the hook.
+fast=(-m "not browser and not hub" --ignore=tests/browser --ignore=tests/hub/real -q -p no:cacheprovider
+      --ignore=tests/project/test_code_quality.py --ignore=tests/project/test_packaging.py
+      --ignore=tests/project/test_demo.py --ignore=tests/kernel/test_panel_esm.py
+      --deselect tests/kernel/test_hygiene.py::test_the_shipped_hook_installs_and_runs_as_pre_commit_installs_it)
 [ -x "$uv" ] || { echo "ci-matrix: $uv is missing: run 'make test' first, which installs it." >&2; exit 1; }
 
 # The newest patch release of each minor version under pyenv, else the one on PATH.

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+# The helpers in support/ assert too: pytest's assertion messages for them, as for the tests.
+pytest.register_assert_rewrite("support")
 
-TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
+from support.memory_keyring import MemoryKeyring  # noqa: E402
 
-from memory_keyring import MemoryKeyring  # noqa: E402
+# pytest-jupyter's Jupyter server; and fixtures two sibling parts need (pytest reads pytest_plugins in this conftest
+# only): the panel's, for the kernel tests and a server-extension battery, and Chromium, for the browser and hub tests
+pytest_plugins = ["pytest_jupyter.jupyter_server", "support.fixtures_panel", "support.fixtures_browser"]
 
 
 @pytest.fixture

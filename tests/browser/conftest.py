@@ -1,5 +1,5 @@
 """Fixtures of the browser tests: the emulator, a real Jupyter server per frontend (JupyterLab 4, Notebook 7),
-and headless Debian Chromium under Playwright.
+and a notebook open in headless Debian Chromium (the `browser` fixture is support/fixtures_browser.py's).
 
 One emulator and one Jupyter server serve all the tests of a module for one frontend (starting them is most of
 the cost); each test gets its own notebook file, Lab workspace, user settings, kernel and browser, and its own
@@ -10,27 +10,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from jupyter_ui import (  # noqa: E402
-    SCREENSHOTS_TAKEN,
-    JupyterServer,
-    NotebookUI,
-    SecretLedger,
-    browser,  # noqa: F401 - the Playwright fixture
-    free_port,
-    log_tail,
-    record_speckle_auth_traffic,
-    write_notebook,
-)
+from support.jupyter_server import JupyterServer, write_notebook
+from support.jupyter_ui import SCREENSHOTS_TAKEN, NotebookUI, SecretLedger, Session, Stack, record_speckle_auth_traffic
+from support.processes import free_port
 
 FRONTENDS = ("lab", "notebook")
 
@@ -41,19 +27,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("-", "login panel screenshots")
         for path in SCREENSHOTS_TAKEN:
             terminalreporter.write_line(str(path))
-
-
-@dataclass
-class Stack:
-    """The emulator and the Jupyter server configured for it."""
-
-    frontend: str
-    emulator: Any
-    jupyter: JupyterServer
-
-    @property
-    def credentials(self) -> dict[str, Any]:
-        return dict(self.emulator.credentials)
 
 
 @pytest.fixture(scope="module", params=FRONTENDS)
@@ -80,28 +53,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             server.stop()
 
 
-@dataclass
-class Session:
-    """One test's browser context and notebook."""
-
-    stack: Stack
-    context: Any
-    page: Any
-    ui: NotebookUI
-    path: Path
-    ledger: SecretLedger
-    problems: list[str]
-
-    def diagnostics(self) -> str:
-        """What to print when something fails: the browser's errors and the server log's tail."""
-        console = "\n".join(self.problems[-30:]) or "(none)"
-        server_log = log_tail(self.stack.jupyter.log_path, 40)
-        return f"browser errors and speckle-auth requests:\n{console}\n--- jupyter log ---\n{server_log}"
-
-
 @pytest.fixture
 def open_notebook(
-    stack: Stack, browser: Any, request: pytest.FixtureRequest  # noqa: F811 - the fixture imported above
+    stack: Stack, browser: Any, request: pytest.FixtureRequest
 ) -> Iterator[Callable[[list[str]], Session]]:
     """`open_notebook(cells)`: a fresh notebook with these code cells, open in a fresh browser context with its
     kernel idle. Afterwards its kernel is shut down and the Lab workspace and settings are reset."""

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_ui import NotebookUI, PanelUI, poll
 from playwright.sync_api import expect
-from test_demo import running_demo
-from test_notebooks_run_all import sign_in_on_speckle
+from support.demo import running_demo
+from support.jupyter_ui import NotebookUI, PanelUI, speckle_sign_in
+from support.processes import poll
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +53,7 @@ def test_the_demo_as_printed(browser: Any) -> None:
         panel = PanelUI(NotebookUI(page, "lab"), LOGIN_CELL)
         expect(panel.login_button).to_be_enabled(timeout=60_000)
         tab = panel.click_login(context)
-        sign_in_on_speckle(tab, {"email": email, "password": password})
+        speckle_sign_in(tab, email, password, decision=None)  # the connector app: no consent page
         expect(panel.signed_in).to_be_visible(timeout=30_000)
         prompts = poll(lambda: all_ran(page), timeout=120, what="every cell of the quickstart to have run")
         assert not any(p["error"] for p in prompts), prompts

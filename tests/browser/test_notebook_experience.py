@@ -8,9 +8,8 @@ import re
 from typing import Any
 
 import pytest
-from jupyter_ui import PanelUI, mint_pat, speckle_sign_in
 from playwright.sync_api import expect
-from test_panel_in_browser import screenshot
+from support.jupyter_ui import PanelUI, mint_pat, screenshot, speckle_sign_in
 
 pytestmark = pytest.mark.browser
 

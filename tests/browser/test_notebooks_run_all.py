@@ -12,15 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Session, Stack
-from jupyter_ui import JupyterServer, NotebookUI, PanelUI, SecretLedger, free_port, record_speckle_auth_traffic
-from loopback_helpers import free_port as free_loopback_port
 from playwright.sync_api import expect
-from test_panel_in_browser import screenshot
+from support import REPO
+from support.jupyter_server import JupyterServer
+from support.jupyter_ui import (
+    NotebookUI,
+    PanelUI,
+    SecretLedger,
+    Session,
+    Stack,
+    record_speckle_auth_traffic,
+    screenshot,
+    speckle_sign_in,
+)
+from support.processes import free_loopback_port, free_port
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = REPO / "notebooks"
 RUN_ALL_TIMEOUT = 120.0
 
 # Run All, as the menu does, remembering what its promise resolves to (true once every cell ran without error).
@@ -93,13 +102,6 @@ def open_copy(stack: Stack, browser: Any) -> Iterator[Callable[[Path], Session]]
     stack.jupyter.reset_browser_state()
 
 
-def sign_in_on_speckle(tab: Any, user: dict[str, str]) -> None:
-    """The emulator's sign-in page; the connector app is trusted, so no consent page follows."""
-    tab.locator("input[name=email]").fill(user["email"])
-    tab.locator("input[name=password]").fill(user["password"])
-    tab.get_by_role("button", name="Sign in").click()
-
-
 def code_cells(session: Session) -> list[dict[str, Any]]:
     return list(session.page.evaluate(_CODE_CELLS))
 
@@ -118,7 +120,7 @@ def test_run_all_with_a_sign_in_in_between(open_copy: Callable[[Path], Session],
         panel = PanelUI(session.ui, panel_cell)
         expect(panel.status).to_contain_text("login() waits")
         tab = panel.click_login(session.context)
-        sign_in_on_speckle(tab, ada)
+        speckle_sign_in(tab, ada["email"], ada["password"], decision=None)  # the connector app: no consent page
         panel.expect_signed_in(ada["name"])
         page.wait_for_function("() => window.__runAll !== null", timeout=RUN_ALL_TIMEOUT * 1000, polling=100)
         screenshot(panel, f"{session.stack.frontend}-run-all-{path.stem}-signed-in.png")

@@ -18,8 +18,9 @@ import secrets
 from typing import Any
 
 import pytest
-from jupyter_ui import NotebookUI, PanelUI, poll, speckle_sign_in, token_is_valid
 from playwright.sync_api import expect
+from support.jupyter_ui import NotebookUI, PanelUI, speckle_sign_in, token_is_valid
+from support.processes import poll
 
 pytestmark = pytest.mark.browser
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from jupyter_ui import LOOPBACK, JupyterServer, free_port, is_root, mint_pat, poll, speckle_sign_in
 from playwright.sync_api import expect
-from test_panel_in_browser import SCREENSHOTS, SCREENSHOTS_TAKEN
+from support.jupyter_server import JupyterServer
+from support.jupyter_ui import SCREENSHOTS, SCREENSHOTS_TAKEN, mint_pat, speckle_sign_in
+from support.processes import LOOPBACK, answers, free_port, is_root
 
 pytestmark = pytest.mark.browser
 
@@ -44,18 +44,9 @@ class OtherServer(JupyterServer):
                 "--ServerApp.log_level=INFO"]
         return [*args, "--allow-root"] if is_root() else args
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.frontend} exited while starting")
-            try:
-                path = "" if self.frontend == "voila" else "api/status"
-                with httpx.Client(headers={"Authorization": f"token {self.token}"}, trust_env=False) as http:
-                    return http.get(self.url + path).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        poll(ready, timeout=timeout, interval=0.2, what=f"{self.frontend} at {self.url}")
+    def ready(self) -> bool:
+        """Voila answers its page; nbclassic's server its REST API's status."""
+        return answers(self.url + ("" if self.frontend == "voila" else "api/status"), token=self.token)
 
 
 @contextmanager

@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_ui import (
+from playwright.sync_api import expect
+from support.jupyter_ui import (
     LOGIN_BUTTON,
-    SCREENSHOTS,
-    SCREENSHOTS_TAKEN,
     PanelUI,
     assert_no_secret,
     mint_pat,
+    screenshot,
     speckle_sign_in,
     token_is_valid,
 )
-from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -92,15 +91,6 @@ def assert_popup_blocker_is_on(context: Any) -> None:
     finally:
         page.close()
     assert opened == [True, True], f"Chromium's popup blocker is not active (first opened, second blocked: {opened})"
-
-
-def screenshot(panel: PanelUI, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
-    panel.cell.screenshot(path=str(path), animations="disabled")
-    print(f"screenshot: {path}")
-    SCREENSHOTS_TAKEN.append(path)
-    return path
 
 
 # --- tests ------------------------------------------------------------------------------------------------------

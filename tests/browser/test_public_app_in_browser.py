@@ -12,11 +12,10 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from conftest import Stack
-from jupyter_ui import JupyterServer, PanelUI, free_port
-from loopback_helpers import free_port as free_loopback_port
 from playwright.sync_api import expect
-from test_panel_in_browser import screenshot
+from support.jupyter_server import JupyterServer
+from support.jupyter_ui import PanelUI, Stack, screenshot, speckle_sign_in
+from support.processes import free_loopback_port, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -48,13 +47,6 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             server.stop()
 
 
-def sign_in_on_speckle(tab: Any, user: dict[str, str]) -> None:
-    """The emulator's sign-in page; the connector app is trusted, so no consent page follows."""
-    tab.locator("input[name=email]").fill(user["email"])
-    tab.locator("input[name=password]").fill(user["password"])
-    tab.get_by_role("button", name="Sign in").click()
-
-
 def open_panel(open_notebook: Any, cells: list[str]) -> tuple[Any, PanelUI]:
     session = open_notebook(cells)
     session.ui.run_cell(0)
@@ -78,7 +70,7 @@ def test_log_in_with_speckle_needs_no_set_up(open_notebook: Any) -> None:
     expect(tab.locator("input[name=email]")).to_be_visible(timeout=15_000)  # (kernel: once it named the address)
     assert tab.evaluate("() => window.opener") is None
     assert tab.url.startswith(stack.emulator.url + "/authn/verify/sca/"), tab.url
-    sign_in_on_speckle(tab, ada)
+    speckle_sign_in(tab, ada["email"], ada["password"], decision=None)  # the connector app: no consent page
     expect(tab.locator("body")).to_contain_text("notebook", timeout=15_000)  # the receiver's page: go back
     panel.expect_signed_in(ada["name"])
     expect(panel.status).to_contain_text("connector app")  # which app signed in, and what it can do
@@ -105,7 +97,7 @@ def test_paste_back_where_the_answer_cannot_come_back(open_notebook: Any) -> Non
         expect(tab.locator("input[name=email]")).to_be_visible(timeout=15_000)
         # the address the tab's address bar shows on its "can't be reached" page
         with tab.expect_request(lambda r: r.url.startswith(f"http://localhost:{port}"), timeout=15_000) as sent:
-            sign_in_on_speckle(tab, grace)
+            speckle_sign_in(tab, grace["email"], grace["password"], decision=None)
         address = sent.value.url
         paste = panel.root.locator(".snb-paste-input")
         expect(paste).to_be_visible()

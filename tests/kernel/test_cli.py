@@ -1,0 +1,216 @@
+"""The terminal login end to end: the CLI runs as a subprocess against the emulator, an HTTP client follows the
+printed address as Speckle's web frontend and the browser would, and nothing it prints holds a secret."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.cli import Running, cli_env, run_cli
+from support.processes import free_loopback_port
+from support.speckle import consent, follow
+
+import speckle_nb_auth
+from speckle_nb_auth import _protocol as protocol
+from speckle_nb_auth._errors import InvalidToken, LogoutFailed
+from speckle_nb_auth._transport import call
+from speckle_nb_auth.emulator import Emulator
+
+
+@pytest.fixture(autouse=True)
+def _no_command_left_running() -> Iterator[None]:
+    yield
+    Running.stop_all()
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(connector_redirect_url=f"http://localhost:{free_loopback_port()}") as emulator:
+        yield emulator
+
+
+def is_sign_in_url(emu: Emulator) -> object:
+    return lambda line: line.startswith(f"{emu.url}/authn/verify/sca/")
+
+
+def assert_no_secrets(emu: Emulator, tmp_path: Path, *outputs: str) -> None:
+    secrets = [s for s in emu.issued_secrets() if len(s) >= 20]  # `sca`'s public secret is in every URL
+    keyring = tmp_path / "keyring.json"
+    if keyring.exists():
+        for _service, _user, value in json.loads(keyring.read_text()):
+            if value.startswith("{"):
+                secrets += [v for v in json.loads(value).values() if v]
+    assert secrets
+    for text in outputs:
+        for secret in secrets:
+            assert secret not in text
+
+
+def whoami(emu: Emulator, token: str) -> protocol.WhoAmI:
+    with httpx.Client() as http:
+        return call(http, protocol.whoami(emu.url, token))
+
+
+def remembered_tokens(tmp_path: Path) -> list[str]:
+    keyring = tmp_path / "keyring.json"
+    entries = json.loads(keyring.read_text()) if keyring.exists() else []
+    return [json.loads(value)["token"] for _s, user, value in entries if user != "_users"]
+
+
+def test_login_status_logout_end_to_end(emu: Emulator, tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    user = emu.credentials["users"][1]
+    login = Running(["login", emu.url, "--no-browser"], env=env, cwd=tmp_path)
+    url = login.line_where(is_sign_in_url(emu))
+    assert url.strip() == url  # on a line of its own
+    page = follow(emu, url, user=1)
+    assert page.status_code == 200 and "terminal" in page.text
+    code, out, err = login.finish()
+    assert code == 0, out + err
+    assert f"Signed in to {emu.url} as {user['name']} <{user['email']}>" in out.splitlines()
+    assert "keyring" in out
+    (token,) = remembered_tokens(tmp_path)
+    assert whoami(emu, token).user.email == user["email"]
+    assert_no_secrets(emu, tmp_path, out, err)
+
+    status = run_cli(["status", emu.url], env=env, cwd=tmp_path)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"Signed in to {emu.url} as {user['name']} <{user['email']}>, from this machine's keyring" in status.stdout
+    assert "Log in with Speckle" in status.stdout
+    assert_no_secrets(emu, tmp_path, status.stdout, status.stderr)
+
+    logout = run_cli(["logout", emu.url], env=env, cwd=tmp_path)
+    assert logout.returncode == 0 and "revoked and forgotten" in logout.stdout
+    with pytest.raises(InvalidToken):
+        whoami(emu, token)
+    assert remembered_tokens(tmp_path) == []
+    after = run_cli(["status", emu.url], env=env, cwd=tmp_path)
+    assert after.returncode == 1 and "Not signed in" in after.stderr and "login" in after.stderr
+
+
+def test_denying_on_speckles_page_fails_with_one_line(emu: Emulator, tmp_path: Path) -> None:
+    login = Running(["login", emu.url, "--no-browser"], env=cli_env(tmp_path), cwd=tmp_path)
+    login.line_where(is_sign_in_url(emu))
+    redirect = emu.credentials["connector_redirect_url"]
+    assert httpx.get(f"{redirect}/?denied=true", trust_env=False).status_code == 200
+    code, out, err = login.finish()
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "not to allow" in err
+    assert remembered_tokens(tmp_path) == []
+
+
+def test_a_busy_port_offers_paste_back(emu: Emulator, tmp_path: Path) -> None:
+    port = int(emu.credentials["connector_redirect_url"].rsplit(":", 1)[1])
+    with socket.socket() as desktop_service:
+        desktop_service.bind(("127.0.0.1", port))
+        desktop_service.listen()
+        login = Running(["login", emu.url, "--no-browser"], env=cli_env(tmp_path), cwd=tmp_path)
+        url = login.line_where(is_sign_in_url(emu))
+        login.line_where(lambda line: "paste" in line.lower())
+        login.type("this is not it\n")
+        login.line_where(lambda line: "access_code=" in line)  # says what to paste instead
+        login.type(consent(emu, authorize_url=url) + "\n")
+        code, out, err = login.finish()
+    assert code == 0, out + err
+    assert "already in use" in out
+    assert f"Signed in to {emu.url} as" in out
+    assert_no_secrets(emu, tmp_path, out, err)
+
+
+def test_paste_mode_for_a_browser_on_another_machine(emu: Emulator, tmp_path: Path) -> None:
+    login = Running(["login", emu.url, "--no-browser", "--paste"], env=cli_env(tmp_path), cwd=tmp_path)
+    url = login.line_where(is_sign_in_url(emu))
+    login.type(consent(emu, authorize_url=url).replace("?", "/?") + "\n")
+    code, out, err = login.finish()
+    assert code == 0 and "Signed in" in out, out + err
+
+
+def test_without_a_keyring_it_says_how_to_use_speckle_token(emu: Emulator, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, keyring="keyring.backends.fail.Keyring")
+    login = Running(["login", emu.url, "--no-browser"], env=env, cwd=tmp_path)
+    follow(emu, login.line_where(is_sign_in_url(emu)))
+    code, out, err = login.finish()
+    assert code == 0, out + err
+    assert "Signed in" in out and "SPECKLE_TOKEN" in out and f"{emu.url}/settings" in out
+    assert_no_secrets(emu, tmp_path, out, err)
+
+
+def test_ctrl_c_cancels_and_closes_the_port(emu: Emulator, tmp_path: Path) -> None:
+    login = Running(["login", emu.url, "--no-browser"], env=cli_env(tmp_path), cwd=tmp_path)
+    login.line_where(lambda line: line.startswith("Waiting"))
+    login.process.send_signal(signal.SIGINT)
+    code, _out, err = login.finish()
+    assert code == 130 and "Cancelled" in err
+    port = int(emu.credentials["connector_redirect_url"].rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    result = run_cli(["login", f"http://127.0.0.1:{free_loopback_port()}", "--no-browser"], env=cli_env(tmp_path),
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "Could not reach" in result.stderr
+
+
+# --- revoke ----------------------------------------------------------------------------------------------------
+
+
+def test_revoke_reads_the_token_from_stdin_and_says_what_next(emu: Emulator, tmp_path: Path) -> None:
+    token = emu.credentials["users"][1]["pat"]
+    result = run_cli(["revoke", "--server", emu.url], env=cli_env(tmp_path), cwd=tmp_path, stdin=token + "\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Revoked" in result.stdout
+    for step in ("replacement", f"{emu.url}/settings", "Update", "Review access"):
+        assert step in result.stdout
+    assert token not in result.stdout + result.stderr
+    with pytest.raises(InvalidToken):
+        whoami(emu, token)
+    again = run_cli(["revoke", "--server", emu.url], env=cli_env(tmp_path), cwd=tmp_path, stdin=token)
+    assert again.returncode == 1 and "does not know this token" in again.stderr
+
+
+def test_revoke_refuses_a_token_on_the_command_line(emu: Emulator, tmp_path: Path) -> None:
+    token = emu.credentials["users"][1]["pat"]
+    result = run_cli(["revoke", "--server", emu.url, token], env=cli_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1 and "command line" in result.stderr
+    assert token not in result.stdout + result.stderr
+    assert whoami(emu, token).user.id  # nothing was revoked
+    typo = run_cli([token], env=cli_env(tmp_path), cwd=tmp_path)
+    assert typo.returncode == 2 and token not in typo.stdout + typo.stderr
+
+
+def test_revoke_from_python(emu: Emulator) -> None:
+    token = emu.credentials["users"][0]["pat"]
+    done = speckle_nb_auth.revoke(token, emu.url)
+    assert done.server == emu.url and "Revoked" in str(done) and token not in repr(done)
+    with pytest.raises(InvalidToken):
+        whoami(emu, token)
+    with pytest.raises(LogoutFailed) as caught:
+        speckle_nb_auth.revoke(token, emu.url)
+    assert "another Speckle server" in caught.value.message
+
+
+def test_login_can_remember_in_a_git_ignored_env_file_instead(emu: Emulator, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    env = cli_env(tmp_path, keyring="keyring.backends.fail.Keyring")
+    login = Running(["login", emu.url, "--no-browser", "--env-file"], env=env, cwd=project)
+    follow(emu, login.line_where(is_sign_in_url(emu)))
+    code, out, err = login.finish()
+    assert code == 0, out + err
+    saved = project / ".env"
+    assert f"Saved to {saved}" in out
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=project).returncode == 0
+    assert_no_secrets(emu, tmp_path, out, err)
+    status = run_cli(["status"], env=env, cwd=project)
+    assert f"Signed in to {emu.url} as" in status.stdout and f"from the .env file {saved}" in status.stdout

@@ -63,7 +63,7 @@ def bench_first_login_call() -> list[Row]:
 
     with tempfile.TemporaryDirectory() as tmp, emulator_process("http://127.0.0.1:1/cb", Path(tmp)) as emu:
         env = {**os.environ, "SPECKLE_SERVER": emu.url, "SPECKLE_TOKEN": emu.credentials["pat"],
-               "PYTHONPATH": str(ROOT / "tests"), "PYTHON_KEYRING_BACKEND": "memory_keyring.MemoryKeyring"}
+               "PYTHONPATH": str(ROOT / "tests"), "PYTHON_KEYRING_BACKEND": "support.memory_keyring.MemoryKeyring"}
         km, kc = start_new_kernel(kernel_name="python3", env=env)
         try:
             first = kernel_seconds(kc, "from speckle_nb_auth import login\nlogin()")
@@ -233,7 +233,7 @@ def bench_restore() -> list[Row]:
 
     with tempfile.TemporaryDirectory() as tmp, emulator_process("http://127.0.0.1:1/cb", Path(tmp)) as emu:
         env = {**os.environ, "SPECKLE_SERVER": emu.url, "PYTHONPATH": str(ROOT / "tests"),
-               "PYTHON_KEYRING_BACKEND": "memory_keyring.MemoryKeyring",
+               "PYTHON_KEYRING_BACKEND": "support.memory_keyring.MemoryKeyring",
                "MEMORY_KEYRING_FILE": str(Path(tmp) / "keyring.json")}
         km, kc = start_new_kernel(kernel_name="python3", env=env)
         try:

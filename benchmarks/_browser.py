@@ -20,16 +20,12 @@ import httpx
 
 from ._harness import ROOT, emulator_process, median, percentile
 
-sys.path.insert(0, str(ROOT / "tests" / "browser"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from jupyter_ui import (  # noqa: E402 - the browser tests' driver, on the path just above
-    JupyterServer,
-    NotebookUI,
-    PanelUI,
-    free_port,
-    launch_chromium,
-    write_notebook,
-)
+# the browser tests' driver and server, from the tests' helpers on the path just above
+from support.jupyter_server import JupyterServer, write_notebook  # noqa: E402
+from support.jupyter_ui import NotebookUI, PanelUI, launch_chromium  # noqa: E402
+from support.processes import free_port  # noqa: E402
 
 RUNS = 10
 WARM_UPS = 1

@@ -2,13 +2,12 @@
 
 The service is the real one (`python -m speckle_nb_auth.hub`, its own process, JupyterHub's real HubOAuth), with the
 emulator as Speckle (its own process). No JupyterHub runs: HubAuth's token checks go to a tiny stand-in for the
-hub's REST API (tests/fake_hub.py, in this process), which answers `GET /hub/api/user` for each user's token. 200
-users sign in, 50 at a time: with more at once the emulator, one Python process answering every Speckle call, is
-what makes logins wait (the service's exchange waits 15 s for Speckle, then fails the login). Each login is what a
-user's browser and server do at HTTP level: start (the browser), Speckle's consent (the emulator's backend route),
-the callback (the browser, with its flow cookie), the status poll and the claim (the user's server, with its token).
-The users' servers' relay hop is not in it.
-"""
+hub's REST API (tests/support/fake_hub.py, in this process), which answers `GET /hub/api/user` for each user's
+token. 200 users sign in, 50 at a time: with more at once the emulator, one Python process answering every Speckle
+call, is what makes logins wait (the service's exchange waits 15 s for Speckle, then fails the login). Each login is
+what a user's browser and server do at HTTP level: start (the browser), Speckle's consent (the emulator's backend
+route), the callback (the browser, with its flow cookie), the status poll and the claim (the user's server, with its
+token). The users' servers' relay hop is not in it."""
 
 from __future__ import annotations
 
@@ -75,7 +74,7 @@ def one_login(service: str, token: str, emu: Any) -> float:
 
 def bench_hub() -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from fake_hub import FakeHub
+    from support.fake_hub import FakeHub
 
     port = free_port()
     service = f"http://127.0.0.1:{port}{PREFIX}"

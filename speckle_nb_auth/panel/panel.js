@@ -384,9 +384,15 @@ function render({ model, el }) {
     if (signed) stopFlow(); // signed in, here or some other way meanwhile
     note = ["", false];
     update();
-    // keep the keyboard in the panel; after the frontend's own focus handling of the field that just hid
-    if (signed && !wasSignedIn && focusOnSignIn) setTimeout(() => logout.focus(), 0);
-    if (signed || get("error")) focusOnSignIn = false;
+    // keep the keyboard in the panel: on "Log out" once it can take the focus (it is disabled while the kernel
+    // checks, and the end of that check may come in a later message than the sign-in), and again after the
+    // frontend's own focus handling of the field that just hid
+    if (signed && !get("busy") && focusOnSignIn) {
+      focusOnSignIn = false;
+      logout.focus();
+      setTimeout(() => document.activeElement !== logout && logout.focus(), 0);
+    }
+    if (get("error") || (!signed && wasSignedIn)) focusOnSignIn = false;
     wasSignedIn = signed;
   };
   for (const key of keys) model.on("change:" + key, onChange);

@@ -15,18 +15,10 @@ from typing import Any
 
 import pytest
 from support.jupyter_server import JupyterServer, write_notebook
-from support.jupyter_ui import SCREENSHOTS_TAKEN, NotebookUI, SecretLedger, Session, Stack, record_speckle_auth_traffic
+from support.jupyter_ui import NotebookUI, SecretLedger, Session, Stack, record_speckle_auth_traffic
 from support.processes import free_port
 
 FRONTENDS = ("lab", "notebook")
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Name the screenshots this run kept, so a CI log shows where they are."""
-    if SCREENSHOTS_TAKEN:
-        terminalreporter.write_sep("-", "login panel screenshots")
-        for path in SCREENSHOTS_TAKEN:
-            terminalreporter.write_line(str(path))
 
 
 @pytest.fixture(scope="module", params=FRONTENDS)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 from support.jupyter_server import JupyterServer
-from support.jupyter_ui import SCREENSHOTS, SCREENSHOTS_TAKEN, mint_pat, speckle_sign_in
+from support.jupyter_ui import SCREENSHOTS, mint_pat, speckle_sign_in
 from support.processes import LOOPBACK, answers, free_port, is_root
 
 pytestmark = pytest.mark.browser
@@ -93,7 +93,6 @@ def shot(page: Any, name: str) -> None:
         except Exception:
             if attempt == 2:
                 raise
-    SCREENSHOTS_TAKEN.append(path)
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, Any]:

@@ -21,7 +21,6 @@ from support.jupyter_server import JupyterServer
 from support.processes import http_client, log_tail
 
 SCREENSHOTS = REPO / "test-output" / "screenshots"
-SCREENSHOTS_TAKEN: list[Path] = []  # listed at the end of the run (the browser conftest's terminal summary)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -367,7 +366,6 @@ def screenshot(panel: PanelUI, name: str) -> Path:
     path = SCREENSHOTS / name
     panel.cell.screenshot(path=str(path), animations="disabled")
     print(f"screenshot: {path}")
-    SCREENSHOTS_TAKEN.append(path)
     return path
 
 

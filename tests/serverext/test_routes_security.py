@@ -9,6 +9,8 @@ import warnings
 from typing import Any
 
 import httpx
+import pytest
+from jupyter_server.auth.authorizer import Authorizer
 from support.routes import (
     BASE,
     FLOW,
@@ -22,9 +24,11 @@ from support.routes import (
     start_login,
 )
 from support.speckle import code_of
+from traitlets.config import Config
 
 from speckle_nb_auth.emulator import Emulator
 from speckle_nb_auth.serverext import SpeckleAuthApp
+from speckle_nb_auth.serverext._handlers import AUTH_RESOURCE
 
 # --- security -----------------------------------------------------------------------------------------------
 
@@ -141,3 +145,37 @@ async def test_jupyters_log_scrubs_access_code_and_next(jp_serverapp: Any, ext: 
     keys = jp_serverapp.web_app.settings["extra_log_scrub_param_keys"]
     assert "access_code" in keys and "next" in keys
     assert "next" in jp_serverapp.extra_log_scrub_param_keys
+
+
+class SpeckleLoginForbidden(Authorizer):
+    """A deployment's Authorizer that keeps its users from the Speckle login, and from nothing else."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return resource != AUTH_RESOURCE
+
+
+class TestADeploymentsAuthorizer:
+    """Every route names its `auth_resource`, so an Authorizer can limit the Speckle login alone."""
+
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config: Config) -> Config:
+        jp_server_config.ServerApp.authorizer_class = SpeckleLoginForbidden
+        return jp_server_config
+
+    async def test_refuses_every_route_and_exchanges_nothing(
+        self, browser: Browser, emulator: Emulator, callback_url: str, server_log: Recorder
+    ) -> None:
+        TEST_CLIENT.set(True)  # the test's own client logs the URLs it asks for: not the server's log
+        assert (await browser.http.get(f"{BASE}api/contents")).status_code == 200  # the rest of Jupyter works
+        for route in JSON_GETS:
+            assert (await browser.get(route)).status_code == 403, route
+        for route in [*POSTS, f"speckle-auth/flows/{FLOW}/code", f"speckle-auth/mailbox/{'m' * 24}"]:
+            assert (await browser.post(route, {})).status_code == 403, route
+        login = await browser.get("speckle-auth/login", server=emulator.url, flow=FLOW)
+        assert login.status_code == 403 and "Not allowed" in login.text and browser.flow_cookie() is None
+        code = "c" * 42
+        page = await browser.http.get(f"{callback_url}?access_code={code}")
+        assert page.status_code == 403 and "Not allowed" in page.text
+        assert emulator.requests_seen("/auth/token") == 0
+        log = server_log.text()
+        assert "speckle-auth/callback" in log and code not in log  # the refusal is logged, its code is not

@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent
@@ -74,6 +75,18 @@ def wait_until_up(url: str, server: Server, timeout: float = 90) -> None:
             return  # it answered: it is up
         except OSError:
             time.sleep(0.3)
+    raise SystemExit(f"The {server.name} was not ready after {timeout:.0f} s; its log: {server.log}")
+
+
+def wait_for_credentials(path: Path, server: Server, timeout: float = 90) -> dict[str, Any]:
+    """The credentials file the emulator writes once it listens (renamed into place: whole, or not there yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise SystemExit(f"The {server.name} stopped before it was ready; its log: {server.log}")
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        time.sleep(0.1)
     raise SystemExit(f"The {server.name} was not ready after {timeout:.0f} s; its log: {server.log}")
 
 
@@ -182,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             "--connector-redirect-url", f"http://localhost:{free_loopback_port()}",
             "--credentials-file", str(creds_file)], workdir / "emulator.log")
         servers.append(emulator)
-        wait_until_up(f"http://127.0.0.1:{emulator_port}/graphql", emulator)
-        creds = json.loads(creds_file.read_text())
+        creds = wait_for_credentials(creds_file, emulator)
         jupyter_token = secrets.token_hex(16)
         lab = start("JupyterLab server", [
             sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={lab_port}",

@@ -115,12 +115,17 @@ def _remote_warning(parser: argparse.ArgumentParser, host: str, allow_remote: bo
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Readable by its owner alone, and whole or not there: written beside, then renamed into place, so whoever
+    waits for it never reads half of it (the server already answers while it is written)."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     if hasattr(os, "fchmod"):
         os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=2)
         file.write("\n")
+    os.replace(partial, path)
 
 
 def _stop_on_signals() -> threading.Event:

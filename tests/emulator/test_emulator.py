@@ -1065,6 +1065,7 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
             match = re.fullmatch(r"Speckle emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
             assert match, line
             assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+            assert [p.name for p in tmp_path.iterdir()] == ["emulator.json"]  # renamed into place, whole
             creds = json.loads(creds_file.read_text())
             assert creds["url"] == match.group(1) and creds["redirect_url"] == REDIRECT
             assert creds["connector_redirect_url"] == "http://localhost:1234"

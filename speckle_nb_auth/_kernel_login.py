@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import SpeckleAuthError
-from ._link_logins import FLOW_ENDED
 from ._public_app import PUBLIC_APP_ID, PublicLogin, connector_app, revoke_unheld
 from ._receiver import LoopbackReceiver, PortBusy, Received
-from ._session import Session, View
+from ._session import FLOW_ENDED, Session, View
 
 __all__ = ["KernelLogin"]
 

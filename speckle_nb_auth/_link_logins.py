@@ -20,19 +20,13 @@ from ._errors import RefreshRejected
 from ._jupyter_link import JupyterLink
 from ._protocol import TokenPair
 from ._public_app import revoke_unheld
-from ._session import Session, View
+from ._session import FLOW_ENDED, Session, View
 from .core._wire import masked, message_of, read_claim, read_renewal
 
-__all__ = ["FLOW_ENDED", "LinkLogins"]
+__all__ = ["LinkLogins"]
 
 _log = logging.getLogger("speckle_nb_auth.session")
 
-FLOW_ENDED = {
-    "denied": "You chose not to give access: nothing changed.",
-    "expired": "The sign-in expired: try again.",
-    "failed": "The sign-in failed: try again.",
-    "superseded": "A newer sign-in started in this browser replaced this one.",
-}
 FLOW_LIFETIME = 11 * 60.0  # the extension's 10 minutes, and a little more for the last poll
 
 

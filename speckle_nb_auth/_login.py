@@ -1,7 +1,7 @@
 """`login()` and `get_client()`: the two calls a notebook or script makes.
 
 In an IPython kernel, `login()` shows the login panel and, where the kernel can hear the panel while a cell
-runs (it reaches its Jupyter server's extension: see `_session`), waits until someone signs in, so the next
+runs (it reaches its Jupyter server's extension: see `_link_logins`), waits until someone signs in, so the next
 cell of a Run All finds `speckle`. It never waits where nobody can answer: when no view of the panel shows
 up within seconds (nbclient, nbconvert, a closed tab, a frontend without widgets) it stops with one line
 saying how to sign in. Anywhere else (a script, CI, a terminal IPython) it signs in from the environment, the

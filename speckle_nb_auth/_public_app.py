@@ -180,7 +180,7 @@ def refresh(server: str, pair: TokenPair) -> TokenPair:
     """Renew a pair the connector app issued: its secret is public, so whoever holds the pair renews it."""
     if pair.refresh_token is None:
         raise RefreshRejected("This sign-in cannot be renewed: log in again.")
-    with _new_http() as http:
+    with httpx.Client(timeout=10.0, verify=ssl_context()) as http:
         return call(http, protocol.refresh(server, PUBLIC_APP_ID, PUBLIC_APP_SECRET, pair.refresh_token))
 
 
@@ -191,8 +191,8 @@ async def arefresh(http: httpx.AsyncClient, server: str, refresh_token: str) -> 
 def revoke_unheld(server: str, pair: TokenPair, *, http: httpx.Client | None = None) -> None:
     """Take back a pair that was issued but that nobody will hold (its panel is gone, its sign-in failed after
     the exchange): never left valid. Best effort: never raises."""
-    op = protocol.logout(server, pair.token, pair.refresh_token)
     try:
+        op = protocol.logout(server, pair.token, pair.refresh_token)
         if http is not None:
             call(http, op)
             return

@@ -36,12 +36,19 @@ from ._protocol import TokenPair
 from ._public_app import PUBLIC_APP_ID
 from ._rotation import rotation_notice
 
-__all__ = ["Part", "Session", "SignedIn", "View", "check_variable_name"]
+__all__ = ["FLOW_ENDED", "Part", "Session", "SignedIn", "View", "check_variable_name"]
 
 CONNECTOR_APP_NOTE = (
     "Signed in through Speckle's connector app, whose tokens can also write your projects and invite people: "
     "for least privilege, use a read-only personal access token or an app registered for this notebook."
 )
+# How a login the session followed ended, when it ended without a sign-in.
+FLOW_ENDED = {
+    "denied": "You chose not to give access: nothing changed.",
+    "expired": "The sign-in expired: try again.",
+    "failed": "The sign-in failed: try again.",
+    "superseded": "A newer sign-in started in this browser replaced this one.",
+}
 NO_RENEWAL = "This sign-in needs renewing, and nothing in this kernel can renew it: log in again."
 
 
@@ -65,7 +72,8 @@ class View(Protocol):
 
 
 class Part(Protocol):
-    """A part of the session (a login it follows): told when someone signed in or pressed Cancel."""
+    """A part of the session (a login it follows): told when someone signed in (under the session's lock: it
+    must not wait for another thread there) or pressed Cancel (outside it)."""
 
     def stop(self, *, cancelled: bool) -> None: ...
 

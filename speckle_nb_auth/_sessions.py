@@ -16,7 +16,7 @@ from ._kernel_login import KernelLogin
 from ._link_logins import LinkLogins
 from ._session import Session
 
-__all__ = ["Parts", "assemble", "parts_of", "session_for"]
+__all__ = ["Parts", "parts_of", "session_for"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,15 @@ def session_for(shell: Any) -> Session:
     with _lock:
         if shell is None:
             if not _no_shell:
-                _no_shell.append(Session(None))
-                _assemble(_no_shell[0], find_link())
+                made = Session(None)
+                _assemble(made, find_link())
+                _no_shell.append(made)
             return _no_shell[0]
         session = _sessions.get(shell)
         if session is None:
-            session = _sessions[shell] = Session(shell)
+            session = Session(shell)
             _assemble(session, find_link())
+            _sessions[shell] = session  # only once whole: a failure leaves nothing half made behind
         return session
 
 
@@ -60,13 +62,8 @@ def parts_of(session: Session) -> Parts:
         return parts if parts is not None else _assemble(session, None)
 
 
-def assemble(session: Session, link: JupyterLink | None) -> Parts:
-    """Make `session`'s parts, with `link` to its Jupyter server (its mailbox collected from now on) or none."""
-    with _lock:
-        return _assemble(session, link)
-
-
 def _assemble(session: Session, link: JupyterLink | None) -> Parts:
+    """Make `session`'s parts, with `link` to its Jupyter server (its mailbox collected from now on) or none."""
     linked = LinkLogins(session, link).start() if link is not None else None
     parts = Parts(linked, KernelLogin(session), BrowserRenewal(session))
     session.parts = [p for p in (linked, parts.kernel_login, parts.renewal) if p is not None]

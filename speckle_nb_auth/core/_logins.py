@@ -43,8 +43,8 @@ CallbackProblem = Literal["used", "no_code"]
 
 
 class Refused(Exception):
-    """A request this extension will not carry out: an HTTP status, a stable `code`, and a title and message
-    that are safe to show."""
+    """A request the login routes (the extension's or the hub's) will not carry out: an HTTP status, a stable
+    `code`, and a title and message that are safe to show."""
 
     def __init__(self, status: int, code: str, title: str, message: str) -> None:
         super().__init__(message)

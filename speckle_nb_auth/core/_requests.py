@@ -22,7 +22,16 @@ from ._mailbox import is_box_id
 from ._pages import Page, error_status, flow_page, problem_page
 from ._wire import claim_reply, flow_status, read_body, refusal, renewal_reply
 
-__all__ = ["MAILBOX_MAX_BODY", "MAILBOX_MAX_WAIT", "Reply", "Routes", "flow_cookie_name"]
+__all__ = [
+    "BAD_FLOW_ID",
+    "MAILBOX_MAX_BODY",
+    "MAILBOX_MAX_WAIT",
+    "UNKNOWN_FLOW",
+    "Reply",
+    "Routes",
+    "flow_cookie_name",
+    "refused",
+]
 
 MAILBOX_MAX_BODY = 16 * 1024
 MAILBOX_MAX_WAIT = 25.0
@@ -50,6 +59,9 @@ def flow_cookie_name(port: int, base: str) -> str:
 
 
 class Routes:
+    #: What a claim of a login with no token (collected already, or unknown) is told.
+    nothing_to_claim = "No token waits for this login (it was already collected)."
+
     def __init__(self, logins: Logins, log: logging.Logger) -> None:
         self.logins = logins
         self.log = log
@@ -125,14 +137,14 @@ class Routes:
         return Reply(200, flow_status(flow.status, flow.message, paste=flow.paste, app=flow.app_id))
 
     def claim(self, flow_id: str, who: str | None) -> Reply:
-        flow = self._flow(flow_id, who)
-        if not isinstance(flow, Flow):
-            return flow
-        claimed = self.logins.store.claim(flow_id)
-        if claimed is None:
-            if flow.status != "done":
+        if not is_flow_id(flow_id):
+            return refused(400, "bad_flow_id", BAD_FLOW_ID)
+        flow = self.logins.store.get(flow_id) if self.visible(flow_id, who) else None
+        claimed = self.logins.store.claim(flow_id) if flow is not None else None
+        if flow is None or claimed is None:
+            if flow is not None and not flow.claimed and flow.status != "done":
                 return refused(409, "not_done", f"This login has no token to hand over (it is {flow.status}).")
-            return refused(404, "unknown_flow", "No token waits for this login (it was already collected).")
+            return refused(404, "unknown_flow", self.nothing_to_claim)
         server_url, tokens = claimed
         self.handed_out(tokens.refresh_token, who)
         return Reply(200, claim_reply(server_url, tokens, flow.app_id))

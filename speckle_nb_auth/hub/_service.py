@@ -25,12 +25,13 @@ import httpx
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 
+from .._secret import Secret
 from .._web import LoginRoute
 from ..core._config import read_servers, redirect_uri_problem
 from ..core._flows import FlowStore, is_flow_id
 from ..core._logins import Logins
 from ..core._pages import PAGE_CSP, Page
-from ..core._requests import Reply, Routes, flow_cookie_name, refused
+from ..core._requests import UNKNOWN_FLOW, Reply, Routes, flow_cookie_name, refused
 from ._owners import Owners
 
 __all__ = ["HubRoutes", "LoginService", "make_app", "service_from_environment"]
@@ -58,6 +59,8 @@ def scrubbed(uri: str) -> str:
 class HubRoutes(Routes):
     """The core's routes, with each login and refresh token owned by one hub user."""
 
+    nothing_to_claim = UNKNOWN_FLOW  # another user's login and a collected one are alike: unknown
+
     def __init__(self, logins: Logins, owners: Owners) -> None:
         super().__init__(logins, log)
         self.owners = owners
@@ -77,6 +80,11 @@ class HubRoutes(Routes):
         if isinstance(refresh_token, str) and refresh_token and self.owners.of_refresh_token(refresh_token) != who:
             return refused(403, "not_yours", NOT_YOURS)
         return None
+
+    async def paste(self, flow_id: str, raw: bytes | None, who: str | None) -> Reply:
+        """A login that is not the user's, or was collected, is unknown before its body is read."""
+        flow = self._flow(flow_id, who)
+        return flow if isinstance(flow, Reply) else await super().paste(flow_id, raw, who)
 
 
 @dataclass
@@ -211,10 +219,20 @@ class CallbackHandler(_PageHandler):
             return  # HubOAuth keeps the URL, code included, on this side and comes back here with it
         try:
             access_code = self.get_query_argument("access_code", None)
+            access_code = Secret(access_code) if access_code else None  # what a traceback of this frame shows
             denied = self.get_query_argument("denied", None) == "true"
         except web.HTTPError:
             access_code, denied = None, False
-        outcome = await self.routes.callback(self.cookie_flow_id(), access_code, denied)
+        try:
+            flow_id = self.cookie_flow_id()
+        except Exception as err:  # noqa: BLE001 - never let Tornado log this URL
+            log.error("The Speckle callback failed with an unexpected %s", type(err).__name__)
+            self.show(Page(500, "Login failed", "The login failed because of an unexpected error."))
+            return
+        if flow_id is None and access_code:
+            log.warning("A Speckle callback came for %s without a login of theirs in this browser: nothing "
+                        "exchanged", self.hub_user)
+        outcome = await self.routes.callback(flow_id, access_code, denied)
         if isinstance(outcome, Page):
             self.show(outcome)
             return

@@ -2,7 +2,7 @@
 
 The panel turns the browser's one-shot messages (`_messages`) into calls on the session and its parts, and
 mirrors the session's state into its traits (`_traits`: never a secret). Messages come over the comm or, while
-a cell runs, through the server extension's mailbox on the session's thread; handlers never print and never
+a cell runs, through the server extension's mailbox on the link's mailbox thread; handlers never print and never
 raise. Tokens travel only in one-shot messages, never in the synced state, which a saved notebook keeps.
 """
 

@@ -93,15 +93,21 @@ class LoginHandler(_PageHandler):
 class CallbackHandler(_PageHandler):
     @web.authenticated
     async def get(self) -> None:
-        if not await self.allowed():
-            return
         try:
             access_code = self.get_query_argument("access_code", None)
             access_code = Secret(access_code) if access_code else None  # what a traceback of this frame shows
             denied = self.get_query_argument("denied", None) == "true"
         except web.HTTPError:  # not UTF-8: not what Speckle sends, so no code; never raised (its URL is logged)
             access_code, denied = None, False
-        outcome = await self.routes.callback(self.cookie_flow_id(), access_code, denied)
+        try:
+            if not await self.allowed():
+                return
+            flow_id = self.cookie_flow_id()
+        except Exception as err:  # noqa: BLE001 - an Authorizer's failure too: never let Tornado log this URL
+            self.log.error("The Speckle callback failed with an unexpected %s", type(err).__name__)
+            self.show(Page(500, "Login failed", "The login failed because of an unexpected error."))
+            return
+        outcome = await self.routes.callback(flow_id, access_code, denied)
         if isinstance(outcome, Page):
             self.show(outcome)
             return
@@ -116,7 +122,12 @@ class ResultHandler(_PageHandler):
 
 
 class _JsonHandler(_SpeckleAuthMixin, APIHandler):
-    """A route the panel or the kernel calls: JSON in and out, errors as `{"error": code, "message": ...}`."""
+    """A route the panel or the kernel calls: JSON in and out, errors as `{"error": code, "message": ...}`, no
+    caching (Jupyter's own refusals too: they are written with the default headers)."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
 
 
 class StatusHandler(_JsonHandler):

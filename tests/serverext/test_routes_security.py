@@ -44,7 +44,8 @@ async def test_every_route_refuses_unauthenticated_requests(
         reply = await anonymous.get(route, flow=FLOW, server=emulator.url)
         assert reply.status_code == 302 and reply.headers["Location"].startswith(f"{BASE}login?next="), route
     for route in JSON_GETS:
-        assert (await anonymous.get(route)).status_code == 403, route
+        refused = await anonymous.get(route)
+        assert refused.status_code == 403 and refused.headers["Cache-Control"] == "no-store", route
     await anonymous.http.get(f"{BASE}login")  # an XSRF cookie, so that only the missing login is refused
     for route in POSTS:
         reply = await anonymous.post(route, {})
@@ -179,3 +180,29 @@ class TestADeploymentsAuthorizer:
         assert emulator.requests_seen("/auth/token") == 0
         log = server_log.text()
         assert "speckle-auth/callback" in log and code not in log  # the refusal is logged, its code is not
+
+
+class SpeckleLoginBroken(Authorizer):
+    """An Authorizer that fails on the Speckle login (a bug of the deployment's)."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        if resource == AUTH_RESOURCE:
+            raise RuntimeError("the deployment's authorizer broke")
+        return True
+
+
+class TestADeploymentsAuthorizerFailing:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config: Config) -> Config:
+        jp_server_config.ServerApp.authorizer_class = SpeckleLoginBroken
+        return jp_server_config
+
+    async def test_the_callback_ends_in_a_page_and_its_url_is_never_logged(
+        self, browser: Browser, emulator: Emulator, callback_url: str, server_log: Recorder
+    ) -> None:
+        TEST_CLIENT.set(True)
+        code = "c" * 42
+        page = await browser.http.get(f"{callback_url}?access_code={code}")
+        assert page.status_code == 500 and "Login failed" in page.text
+        log = server_log.text()
+        assert "RuntimeError" in log and code not in log and emulator.requests_seen("/auth/token") == 0

@@ -161,6 +161,10 @@ class ServiceHub:
             "c.Spawner.http_timeout = 60",
             f"c.Spawner.environment = {environment!r}",
             "c.JupyterHub.cleanup_servers = True",
+            # JupyterHub notices that a managed service died when it next polls it, every 30 s (a class default
+            # that no configuration reaches); the restart test waits for that, so this hub polls every 2 s
+            "from jupyterhub.services.service import _ServiceSpawner",
+            "_ServiceSpawner.poll_interval = 2",
             "# the admin guide's cells: the deployment's values, then its configure(...) cell",
             deployment,
             guide_cell("jupyterhub_config"),

@@ -30,6 +30,13 @@ class LoginRoute(web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(reply.body))
 
+    def set_page_headers(self) -> None:
+        """The default headers of a sign-in tab's route (its redirects and refusals too): no referrer, no frame,
+        no caching."""
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-store")
+
     def show(self, page: Page) -> None:
         """A page of ours: one document, a fresh nonce, no referrer, no frame, no caching."""
         nonce = new_nonce()

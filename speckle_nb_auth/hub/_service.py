@@ -158,9 +158,7 @@ class _PageHandler(_Handler):
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", PAGE_CSP)
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Cache-Control", "no-store")
+        self.set_page_headers()
 
     def identified(self) -> bool:
         """True with a hub user; otherwise the browser is sent to sign in to the hub (and back here), or told

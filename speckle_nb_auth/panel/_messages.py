@@ -39,6 +39,7 @@ from typing import Any
 
 from .._errors import InvalidServerURL, SpeckleAuthError
 from .._protocol import Secret, TokenPair, normalize_server_url
+from ..core._wire import masked
 
 __all__ = [
     "BadMessage",
@@ -67,9 +68,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _FLOW_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SPECKLE_TOKEN = re.compile(r"[0-9a-f]{42}")
 _SECRETISH = re.compile(r"[A-Za-z0-9_-]{24,}")
-# The fields that hold a token or a sign-in code: held as `Secret`s from the start, so that a traceback of a
-# failing line shows none of them.
-_SECRET_FIELDS = ("token", "refresh_token", "pasted")
 _EXAMPLE = "enter one such as https://app.speckle.systems"
 
 
@@ -162,8 +160,7 @@ def parse(content: Any) -> Message | None:
     """The message in `content`, None for what is not ours to handle; `BadMessage` for a malformed one."""
     if not isinstance(content, dict):
         return None
-    content = {key: Secret(value) if key in _SECRET_FIELDS and isinstance(value, str) else value
-               for key, value in content.items()}
+    content = masked(content)  # its tokens and codes as `Secret`s: a traceback of a failing line shows none
     kind = content.get("type")
     if kind == "ready":
         view = content.get("view")

@@ -53,9 +53,7 @@ class _PageHandler(_SpeckleAuthMixin, JupyterHandler):
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Cache-Control", "no-store")
+        self.set_page_headers()
 
     async def allowed(self) -> bool:
         """Jupyter's Authorizer, asked as `@authorized` asks it, but answered with a page: a 403 `HTTPError`

@@ -1,11 +1,11 @@
 """`login()` and `get_client()`: the two calls a notebook or script makes.
 
-In an IPython kernel, `login()` shows the login panel and, where the kernel can hear the panel while a cell
-runs (it reaches its Jupyter server's extension: see `_link_logins`), waits until someone signs in, so the next
-cell of a Run All finds `speckle`. It never waits where nobody can answer: when no view of the panel shows
-up within seconds (nbclient, nbconvert, a closed tab, a frontend without widgets) it stops with one line
-saying how to sign in. Anywhere else (a script, CI, a terminal IPython) it signs in from the environment, the
-keyring or a desktop account and returns the `Client`, or raises `NotSignedIn` saying how to sign in.
+In an IPython kernel, `login()` shows the login panel and waits until someone signs in, so the next cell of a
+Run All finds `speckle` (`_login_wait`: through the panel where the kernel reaches its Jupyter server's
+extension, else with the kernel's own sign-in). It never waits where nobody can answer (nbclient, nbconvert,
+a closed tab): it stops with one line saying how to sign in. Anywhere else (a script, CI, a terminal IPython)
+it signs in from the environment, the keyring or a desktop account and returns the `Client`, or raises
+`NotSignedIn` saying how to sign in.
 
 The widget is imported only when a panel is made, so importing this module loads no widget library.
 """
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from . import _registry as registry
 from . import _sources as sources
 from ._errors import NotSignedIn
+from ._login_wait import not_signed_in, wait_for_panel, wait_in_cell
 from ._protocol import normalize_server_url
 from ._session import check_variable_name
 from ._sessions import parts_of, session_for
 
 if TYPE_CHECKING:
     from ._client import Client
-    from ._session import Session
     from .panel import LoginPanel
 
 __all__ = ["check_variable_name", "get_client", "login"]
@@ -46,6 +46,7 @@ def login(
     scopes: Iterable[str] | str | None = None,
     wait: bool = True,
     timeout: float = 300.0,
+    paste: bool | None = None,
 ) -> LoginPanel | Client:
     """Sign in to Speckle.
 
@@ -55,6 +56,11 @@ def login(
     (the default), the cell waits up to `timeout` seconds for someone to sign in with the panel, so a Run
     All goes on only once `name` is there; cancelling, the timeout, or no panel shown raise `NotSignedIn`
     (shown as one line). `wait=False` returns at once.
+
+    Where the kernel cannot hear the panel while a cell runs (no server extension: VS Code, PyCharm, Colab),
+    the kernel starts its own sign-in and waits for it: the panel links to Speckle's sign-in page, and the
+    browser comes back to a listener of the kernel, or, with `paste=True` (the default in Colab), the address
+    the sign-in tab ended on is pasted at a prompt. Interrupting the kernel stops the wait.
 
     Elsewhere: return a `Client` from those same sources, or raise `NotSignedIn`.
 
@@ -77,68 +83,20 @@ def login(
         panel.show()
         return panel
     session = panel.session
-    if parts_of(session).link is None:
-        panel.say(message="Sign in with this panel, then run the next cell: this kernel cannot hear the panel "
-                  "while a cell runs here, so login() does not wait.")
-        panel.show()
+    parts = parts_of(session)
+    if parts.link is None:
+        server_url = url or panel.server_url or sources.default_server()
+        wait_in_cell(panel, shell, parts.kernel_login, server_url, timeout, paste=paste)
         return panel
     panel.waiting_until = time.time() + timeout
     panel.show()
     try:
-        outcome = _wait(session, panel, timeout, VIEW_TIMEOUT, cancels=cancels)
+        outcome = wait_for_panel(session, panel, timeout, VIEW_TIMEOUT, cancels=cancels)
     finally:
         panel.waiting_until = 0.0
     if outcome == "signed_in":
         return panel
-    raise _not_signed_in(outcome, timeout)
-
-
-def _wait(session: Session, view: LoginPanel, timeout: float, view_timeout: float, *, cancels: int) -> str:
-    """Block until signed in ("signed_in"), cancelled since the count was `cancels` ("cancelled"), `timeout`
-    passed ("timeout"), or no view of `view` said it is shown within `view_timeout` ("no_view"). The count is
-    taken before the panel exists: a Cancel can come through the mailbox before the wait begins."""
-    start = time.monotonic()
-    with session.lock:
-        while True:
-            if session.client is not None:
-                return "signed_in"
-            if session.cancels != cancels:
-                return "cancelled"
-            waited = time.monotonic() - start
-            if waited >= timeout:
-                return "timeout"
-            if not session.seen(view):
-                if waited >= view_timeout:
-                    return "no_view"
-                session.changed.wait(min(view_timeout, timeout) - waited)
-            else:
-                session.changed.wait(timeout - waited)
-
-
-def _not_signed_in(outcome: str, timeout: float) -> NotSignedIn:
-    if outcome == "cancelled":
-        text = "Sign-in cancelled: run this cell again to sign in."
-    elif outcome == "timeout":
-        text = f"Nobody signed in within {_duration(timeout)}: run this cell again to sign in."
-    else:
-        text = ("No login panel was shown to sign in with (no browser displays this notebook's widgets): set "
-                "SPECKLE_TOKEN, or run `python -m speckle_nb_auth login` in a terminal, then run this again.")
-    return LoginNotFinished(text, reason=outcome)
-
-
-class LoginNotFinished(NotSignedIn):
-    """`login()` stopped waiting. IPython shows it as its one line, not as a traceback: it stops a Run All
-    with the reason and what to do."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"NotSignedIn: {self.message}"]
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes >= 1:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"{round(seconds)} second{'s' if round(seconds) != 1 else ''}"
+    raise not_signed_in(outcome, timeout)
 
 
 def get_client(server: str | None = None) -> Client:

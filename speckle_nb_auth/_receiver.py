@@ -214,6 +214,7 @@ class LoopbackReceiver:
             self._wake_w.close()
         elif self._thread is not threading.current_thread():
             self._closed.wait()
+            self._thread.join(5.0)  # its last act, `on_result`: nothing of this receiver outlives close()
 
     def close(self) -> None:
         """Idempotent: afterwards the port is closed (a pending login ends as "cancelled")."""

@@ -68,7 +68,8 @@ class View(Protocol):
 
     def handle(self, content: Any) -> None: ...
 
-    def sign_in_claimed(self, server: str, pair: TokenPair, app_id: str | None) -> None: ...
+    def sign_in_claimed(self, server: str, pair: TokenPair, app_id: str | None) -> str:
+        """Sign in with a pair a login brought; what went wrong ("" when signed in)."""
 
 
 class Part(Protocol):

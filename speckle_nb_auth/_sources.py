@@ -44,7 +44,8 @@ _SCOPE = re.compile(r"^[a-z][a-z-]{0,40}:[a-z][a-z-]{0,40}$")
 
 WAYS_TO_SIGN_IN = (
     "Sign in one of these ways: set SPECKLE_TOKEN (a personal access token) and SPECKLE_SERVER in the "
-    "environment; run speckle_nb_auth.login() in a Jupyter notebook and use its panel; or add an account in "
+    "environment; run `python -m speckle_nb_auth login` in a terminal (it signs in with your browser and "
+    "remembers it); run speckle_nb_auth.login() in a Jupyter notebook and use its panel; or add an account in "
     "Speckle's desktop manager (a desktop account)."
 )
 

@@ -4,6 +4,7 @@ keeps. Never a secret: tokens travel only in one-shot messages (`_messages`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anywidget
 import traitlets as t
@@ -47,3 +48,24 @@ class PanelTraits(anywidget.AnyWidget):
     waiting_until = t.Float(0.0, help="epoch seconds until which login() waits for a sign-in; 0: not waiting").tag(
         sync=True
     )
+    # The address of the kernel's own sign-in while `login()` waits for it in its cell (no extension: the panel's
+    # messages reach the kernel only after the cell, so the panel opens this address itself). It holds the
+    # sign-in's challenge, worthless without the code that only this kernel's listener or prompt receives, and
+    # is cleared when the wait ends, so a saved notebook keeps no live one.
+    sign_in_url = t.Unicode("", help="the sign-in address login() waits on in its cell; '' for none").tag(sync=True)
+    sign_in_paste = t.Bool(False, help="that sign-in's answer is pasted at login()'s prompt").tag(sync=True)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """What a frontend that renders no widgets shows: while `login()` waits in its cell, how to sign in."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.sign_in_url:
+            data, metadata = bundle
+            bundle = {**data, "text/plain": waiting_text(self.sign_in_url, paste=self.sign_in_paste)}, metadata
+        return bundle
+
+
+def waiting_text(url: str, *, paste: bool) -> str:
+    then = ("then paste the address the sign-in tab ended on at the prompt below" if paste
+            else "the next cells run once you have")
+    return (f"Sign in to Speckle: open {url} in your browser and sign in; {then}. "
+            "To stop waiting, interrupt the kernel.")

@@ -25,6 +25,7 @@ from .._protocol import TokenPair
 from .._session import Session, check_variable_name
 from .._sessions import parts_of, session_for
 from . import _messages as msgs
+from ._display import ShownOnce
 from ._traits import PanelTraits
 
 __all__ = ["LoginPanel"]
@@ -37,7 +38,7 @@ GENERIC_ERROR = (
 )
 
 
-class LoginPanel(PanelTraits):
+class LoginPanel(ShownOnce, PanelTraits):
     """Sign in to Speckle from a notebook; the signed-in `Client` appears in the namespace as `variable`.
 
     Made by `speckle_nb_auth.login()`. Every panel of a kernel shows the same sign-in. Only non-secret state
@@ -80,7 +81,6 @@ class LoginPanel(PanelTraits):
         self._lock = threading.RLock()
         self._desktop: list[DesktopAccount] = []
         self._local = threading.local()
-        self._shown_in: int | None = None
         session.add_view(self)
         self.on_msg(self._handle_message)
         self.observe(self._on_remember_toggled, names=["remember"])
@@ -112,25 +112,14 @@ class LoginPanel(PanelTraits):
     def refresh_timeout(self, seconds: float) -> None:
         self.parts.renewal.timeout = seconds
 
-    def show(self) -> None:
-        """Display the panel (once per cell: `login()` as a cell's last line is not shown twice)."""
-        from IPython.display import display
+    @property
+    def wanted(self) -> tuple[str, ...]:
+        """The scopes this panel's notebook asks for."""
+        return self._wanted
 
-        display(self)
-        self._shown_in = self._execution_count()
-
-    def _ipython_display_(self) -> None:
-        count = self._execution_count()
-        if self._shown_in is not None and self._shown_in == count:
-            self._shown_in = None  # the cell's own display of `login()`'s return value: shown already
-            return
-        self._shown_in = None
-        from IPython.display import display
-
-        bundle = self._repr_mimebundle_()
-        if bundle is not None:
-            data, metadata = bundle
-            display(data, metadata=metadata, raw=True)
+    def wait_for_sign_in(self, url: str, *, paste: bool = False, until: float = 0.0, message: str = "") -> None:
+        """Show (or, with no `url`, stop showing) the kernel's own sign-in that `login()` waits for in its cell."""
+        self._set(sign_in_url=url, sign_in_paste=paste, waiting_until=until, message=message)
 
     def __repr__(self) -> str:
         if self.client is None:
@@ -217,7 +206,7 @@ class LoginPanel(PanelTraits):
 
     def _sign_in(
         self, server: str, pair: TokenPair, source: str, *, store: bool | None = None, app_id: str | None = None
-    ) -> None:
+    ) -> str:
         self._set(busy=True, error="", message=f"Checking the sign-in with {server}…")
         try:
             result = self.session.sign_in(
@@ -227,13 +216,15 @@ class LoginPanel(PanelTraits):
                 self._set(error=result.error, message="")
             if result.missing:
                 self._set(missing_scopes=list(result.missing))
+            return result.error
         finally:
             self._set(busy=False)
 
-    def sign_in_claimed(self, server: str, pair: TokenPair, app_id: str | None) -> None:
-        """The session claimed a finished login for this panel (on its own thread)."""
+    def sign_in_claimed(self, server: str, pair: TokenPair, app_id: str | None) -> str:
+        """The session claimed a finished login for this panel (on its own thread); what went wrong."""
         with self._guard():
-            self._sign_in(server, pair, "oauth", app_id=app_id)
+            return self._sign_in(server, pair, "oauth", app_id=app_id)
+        return self.error or GENERIC_ERROR
 
     # --- the session's news ---------------------------------------------------------------------------------
 
@@ -329,9 +320,6 @@ class LoginPanel(PanelTraits):
             self._set(error=self.session.still_signed_in(text), message="")
         except Exception:  # noqa: BLE001, S110 - the panel itself is broken: nothing more to tell
             pass
-
-    def _execution_count(self) -> int | None:
-        return getattr(self._shell, "execution_count", None)
 
 
 def _current_shell() -> Any:

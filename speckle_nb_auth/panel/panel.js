@@ -160,6 +160,7 @@ function render({ model, el }) {
     "user-email", "server-name", "variable", "scopes", "logout", "hint-server", "remember-row", "remember", "status",
     "error", "cancel"].map($);
   const rememberFile = $("remember-file");
+  const patBox = $("pat-box");
   // where no keyring works, an explicit choice: a .env file only its owner can read, which git ignores
   rememberFile.title = "Saves SPECKLE_TOKEN and SPECKLE_SERVER to a .env file readable only by you (mode 0600) and ignored by git";
   rememberFile.onclick = () => tell(model, { type: "remember_file" });
@@ -188,13 +189,17 @@ function render({ model, el }) {
   function update() {
     const busy = get("busy");
     const signed = get("status") === "signed_in";
+    // login() waits in its cell for the kernel's own sign-in: this panel's messages would reach the kernel only
+    // after the cell, so it offers just the address, and how to stop the wait
+    const own = !signed && !stale && get("sign_in_url");
     signedOut.hidden = signed || stale;
     signedIn.hidden = !signed || stale;
     rememberRow.hidden = stale;
     const missing = lacking();
     login.hidden = ext === undefined;
-    noExt.hidden = ext !== null;
-    login.disabled = busy || !!flow || (ext !== null && !chosen()) || missing.length > 0;
+    noExt.hidden = ext !== null || !!own;
+    server.readOnly = !!own; // the kernel's sign-in has started for its server
+    login.disabled = own ? busy : busy || !!flow || (ext !== null && !chosen()) || missing.length > 0;
     const pick = typed();
     noOAuth.hidden = !(ext && server.value.trim() && !chosen()) && !missing.length;
     noOAuth.textContent = missing.length
@@ -204,9 +209,13 @@ function render({ model, el }) {
       : "This Jupyter server is not set up to log in to that server with Speckle: use a personal access token.";
     appNote.hidden = !(chosen()?.app === "public") || !!missing.length || !!flow;
     appNote.textContent = "Signs in through Speckle's connector app: nothing to set up, and its tokens can also write your projects.";
-    waiting.hidden = !flow;
-    pasteForm.hidden = !flow?.public;
+    waiting.hidden = !flow && !own;
+    pasteForm.hidden = !flow?.public || !!own;
+    cancel.hidden = !!own;
+    patBox.hidden = !!own;
+    if (own) link.href = get("sign_in_url"), link.textContent = "Open the Speckle sign-in page";
     if (flow) timeLeft.textContent = `${left(flow.deadline)} left`;
+    else timeLeft.textContent = "";
     makeToken.href = tokenPage();
     name.textContent = get("user_name");
     email.textContent = get("user_email") && `<${get("user_email")}>`;
@@ -222,7 +231,7 @@ function render({ model, el }) {
       textContent: s.name + (s.write ? " (write)" : ""),
     })));
     const listed = get("desktop_accounts");
-    desktop.hidden = !listed.length;
+    desktop.hidden = !listed.length || !!own;
     if (JSON.stringify(listed) !== shownAccounts) { // rebuilt only when it changes, so focus stays put
       shownAccounts = JSON.stringify(listed);
       accounts.replaceChildren(...listed.map((a, index) => h("li", {}, h("button", {
@@ -239,7 +248,12 @@ function render({ model, el }) {
     const until = get("waiting_until") * 1000;
     const kernelWaits = !signed && until > Date.now()
       ? ` The next cells run once you have signed in (login() waits until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}).` : "";
-    status.textContent = stale ? "" : busy ? "Checking the sign-in…"
+    const ownText = (get("sign_in_paste")
+      ? "Log in with Speckle opens Speckle's sign-in page: sign in there, then paste the address the sign-in tab ended on at the prompt below this cell."
+      : "Log in with Speckle opens Speckle's sign-in page: the next cells run once you have signed in there.")
+      + " login() waits in this cell: to stop it, or to use a personal access token instead, interrupt the kernel (Kernel \u2192 Interrupt)."
+      + (get("sign_in_paste") ? "" : " Sign-in tab ended on a page that can't be reached? Interrupt, then run login(paste=True).");
+    status.textContent = stale ? "" : busy ? "Checking the sign-in…" : own ? [get("message"), ownText].filter(Boolean).join(" ")
       : flow ? (flow.tab ? "Waiting for you to sign in with Speckle in the new tab…" : "The browser blocked the sign-in tab: open it with the link.") + kernelWaits
       : ((!note[1] && note[0]) || get("message")) + kernelWaits;
     error.replaceChildren(...linked(stale ? STALE : (note[1] && note[0]) || get("error")));
@@ -247,6 +261,7 @@ function render({ model, el }) {
   }
 
   function startLogin() {
+    if (get("sign_in_url") && get("status") !== "signed_in") return openOwn();
     if (ext === null) return startKernelLogin();
     const conf = chosen();
     if (!conf) return say("Log in with Speckle is not set up for this server: use a personal access token.", true);
@@ -274,6 +289,14 @@ function render({ model, el }) {
     focusOnSignIn = true;
     say("");
     cancel.focus();
+  }
+
+  function openOwn() {
+    try {
+      const tab = window.open(get("sign_in_url"), "_blank");
+      if (tab) tab.opener = null;
+    } catch {}
+    focusOnSignIn = true;
   }
 
   // No extension: the kernel makes the login (its verifier stays there) and listens for the answer. The tab is
@@ -378,7 +401,7 @@ function render({ model, el }) {
     }
   };
   const onStale = () => ((stale = true), stopFlow(), update());
-  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring".split(" ");
+  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring sign_in_url sign_in_paste".split(" ");
   const onChange = () => {
     const signed = get("status") === "signed_in";
     if (signed) stopFlow(); // signed in, here or some other way meanwhile

@@ -60,12 +60,7 @@ def test_run_all_waits_for_the_sign_in(open_notebook: Any) -> None:
     speckle_sign_in(tab, ada["email"], ada["password"], "Authorize")
 
     panel.expect_signed_in(ada["name"])
-    session.page.wait_for_function(
-        "(name) => { const p = window.jupyterapp.shell.currentWidget;"
-        " const out = p.content.widgets[1].model.outputs; return out.length > 0"
-        " && JSON.stringify(out.toJSON()).includes(name); }",
-        arg=ada["name"], timeout=30_000, polling=100,
-    )
+    ui.wait_for_output(1, ada["name"])
     assert ada["name"] in output_text(session, 1)
     # (the keyboard's place after a sign-in is tested below: once Run All ends, the frontend focuses the notebook)
     screenshot(panel, f"{stack.frontend}-run-all-signed-in.png")

@@ -6,6 +6,7 @@ pastes the address the sign-in tab ended on. The emulator's connector app redire
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.browser
 LOGIN = "from speckle_nb_auth import login\nlogin(wait=False)"
 
 
-# the extension's path in both frontends; the kernel's (the same panel code, no server part) in JupyterLab
-@pytest.fixture(scope="module", params=[("lab", "extension"), ("notebook", "extension"), ("lab", "kernel")],
+# the extension's path and the kernel's (the same panel code, no server part: what VS Code gives a kernel) in both
+@pytest.fixture(scope="module", params=[("lab", "extension"), ("notebook", "extension"), ("lab", "kernel"),
+                                        ("notebook", "kernel")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from speckle_nb_auth.emulator import Emulator
@@ -106,4 +108,31 @@ def test_paste_back_where_the_answer_cannot_come_back(open_notebook: Any) -> Non
         paste.press("Enter")
         panel.expect_signed_in(grace["name"])
     assert ui.run_cell(1).strip() == grace["name"]
+    session.ledger.check(session.page.content(), "the notebook page", tails=False)
+
+
+def test_run_all_waits_for_log_in_with_speckle(open_notebook: Any) -> None:
+    """Run All with `login()` waiting: with the extension the kernel hears the panel; without it the kernel has
+    started its own sign-in before it waits, and the panel's button opens its address. Either way the next
+    cell runs once the person has signed in."""
+    session = open_notebook(["from speckle_nb_auth import login\nlogin()", "print(speckle.user.name)"])
+    stack, ui = session.stack, session.ui
+    ada = stack.credentials["users"][0]
+    session.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return null; }")
+    panel = PanelUI(ui, 0)
+    expect(panel.root).to_be_visible(timeout=30_000)
+    expect(panel.login_button).to_be_enabled(timeout=30_000)
+    if stack.mode == "kernel":
+        expect(panel.status).to_contain_text("login() waits in this cell: to stop it, interrupt the kernel")
+        expect(panel.blocked_link).to_have_attribute("href", re.compile("/authn/verify/sca/"))
+        expect(panel.cancel_button).to_be_hidden()  # a busy kernel would hear it only after the cell
+        screenshot(panel, f"{stack.frontend}-kernel-run-all-waiting.png")
+    assert ui.cell_state(1)["text"] == ""  # the next cell waits behind login()
+    tab = panel.click_login(session.context)
+    assert tab.evaluate("() => window.opener") is None
+    speckle_sign_in(tab, ada["email"], ada["password"], decision=None)
+    expect(tab.locator("body")).to_contain_text("notebook", timeout=15_000)
+    panel.expect_signed_in(ada["name"])
+    ui.wait_for_output(1, ada["name"])
+    screenshot(panel, f"{stack.frontend}-{stack.mode}-run-all-signed-in.png")
     session.ledger.check(session.page.content(), "the notebook page", tails=False)

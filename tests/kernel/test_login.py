@@ -150,7 +150,7 @@ def test_bad_arguments_are_refused_at_once():
         login(server="ftp://example.com")
 
 
-def test_in_a_kernel_login_returns_the_panel_at_once(emulator, monkeypatch):
+def test_in_a_kernel_login_without_waiting_returns_the_panel_at_once(emulator, monkeypatch):
     from speckle_nb_auth.panel import LoginPanel
 
     class Shell:
@@ -161,7 +161,7 @@ def test_in_a_kernel_login_returns_the_panel_at_once(emulator, monkeypatch):
     shown = []
     monkeypatch.setattr(registry, "_kernel_shell", lambda: Shell())
     monkeypatch.setattr(LoginPanel, "show", lambda self: shown.append(self))
-    panel = login(server=emulator.url, name="sp", remember=True, scopes="streams:read")
+    panel = login(server=emulator.url, name="sp", remember=True, scopes="streams:read", wait=False)
     try:
         assert isinstance(panel, LoginPanel) and shown == [panel]
         assert panel.status == "signed_out" and panel.remember and panel.variable == "sp"

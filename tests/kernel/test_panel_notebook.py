@@ -14,7 +14,7 @@ from support.memory_keyring import BACKEND
 
 CELLS = [
     # The emulator's address and the token come from the kernel's environment, never from a cell's source.
-    "import os\nfrom speckle_nb_auth import login\npanel = login(server=os.environ['EMU_URL'])\npanel",
+    "import os\nfrom speckle_nb_auth import login\npanel = login(server=os.environ['EMU_URL'], wait=False)\npanel",
     "message = {'type': 'pat', 'server': os.environ['EMU_URL'], 'token': os.environ['EMU_PAT']}\n"
     "panel._handle_custom_msg(message, [])",
     "print(speckle.user.name)\nprint(repr(speckle))\nprint(panel.status, panel.message, panel.error)",

@@ -149,6 +149,15 @@ class NotebookUI:
         )
         return str(self.cell_state(index)["text"])
 
+    def wait_for_output(self, index: int, text: str, timeout: float = 30.0) -> None:
+        """Cell `index` has an output holding `text` (a cell Run All reaches only after a sign-in, say)."""
+        self.page.wait_for_function(
+            "([index, text]) => { const p = window.jupyterapp.shell.currentWidget;"
+            " const out = p.content.widgets[index].model.outputs; return out.length > 0"
+            " && JSON.stringify(out.toJSON()).includes(text); }",
+            arg=[index, text], timeout=timeout * 1000, polling=100,
+        )
+
     def cell(self, index: int) -> Any:
         return self.page.locator(".jp-Notebook .jp-Cell").nth(index)
 

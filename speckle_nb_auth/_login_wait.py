@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LoginNotFinished", "not_signed_in", "wait_for_panel", "wait_in_cell"]
 
+# A wait wakes this often to honour an interrupt: SIGINT may be delivered to another thread of the kernel (the
+# listener's, ZMQ's), which leaves the main thread asleep in its lock until the wait times out.
+_SLICE = 0.25
+
 _TERMINAL_LOGIN = "python -m speckle_nb_auth login"
 REGISTERED_APP_NOTE = (
     "SPECKLE_APP_ID names a registered Speckle app, whose sign-in runs only in Jupyter's server extension (its "
@@ -77,9 +81,9 @@ def wait_for_panel(session: Session, view: LoginPanel, timeout: float, view_time
             if not session.seen(view):
                 if waited >= view_timeout:
                     return "no_view"
-                session.changed.wait(min(view_timeout, timeout) - waited)
+                session.changed.wait(min(view_timeout - waited, _SLICE))
             else:
-                session.changed.wait(timeout - waited)
+                session.changed.wait(min(timeout - waited, _SLICE))
 
 
 def wait_in_cell(panel: LoginPanel, shell: Any, kernel_login: KernelLogin, server: str, timeout: float,
@@ -101,11 +105,11 @@ def wait_in_cell(panel: LoginPanel, shell: Any, kernel_login: KernelLogin, serve
         notes.append(pending.busy_port)
     pasting = pending.receiver is None
     display_id = secrets.token_hex(8)
-    panel.wait_for_sign_in(pending.authorize_url, paste=pasting, until=0.0 if pasting else time.time() + timeout,
-                           message=" ".join(notes))
-    panel.show(display_id)
     outcome = "failed"
-    try:
+    try:  # an interrupt from here on, even before the wait, closes the listener
+        panel.wait_for_sign_in(pending.authorize_url, paste=pasting,
+                               until=0.0 if pasting else time.time() + timeout, message=" ".join(notes))
+        panel.show(display_id)
         outcome = _prompt(kernel_login, pending) if pasting else _listen(panel.session, pending, timeout)
     except KeyboardInterrupt:
         outcome = "interrupted"
@@ -129,7 +133,7 @@ def _listen(session: Session, pending: KernelSignIn, timeout: float) -> str:
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout"
-            session.changed.wait(left)
+            session.changed.wait(min(left, _SLICE))
 
 
 def _prompt(kernel_login: KernelLogin, pending: KernelSignIn) -> str:

@@ -123,7 +123,9 @@ def test_run_all_waits_for_log_in_with_speckle(open_notebook: Any) -> None:
     expect(panel.root).to_be_visible(timeout=30_000)
     expect(panel.login_button).to_be_enabled(timeout=30_000)
     if stack.mode == "kernel":
-        expect(panel.status).to_contain_text("login() waits in this cell: to stop it, interrupt the kernel")
+        expect(panel.status).to_contain_text(
+            "login() waits in this cell: to stop it, or to use a personal access token instead, interrupt the "
+            "kernel (Kernel \u2192 Interrupt)")
         expect(panel.blocked_link).to_have_attribute("href", re.compile("/authn/verify/sca/"))
         expect(panel.cancel_button).to_be_hidden()  # a busy kernel would hear it only after the cell
         screenshot(panel, f"{stack.frontend}-kernel-run-all-waiting.png")

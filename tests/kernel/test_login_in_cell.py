@@ -73,7 +73,8 @@ class Kernel:
 
     def finish(self, msg_id: str, timeout: float = 60.0) -> dict[str, Any]:
         reply = self.client.get_shell_msg(timeout=timeout)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        while reply["parent_header"].get("msg_id") != msg_id:  # a late answer to wait_for_ready's kernel_info
+            reply = self.client.get_shell_msg(timeout=timeout)
         deadline = time.monotonic() + 10
         while not self.collect(msg_id, 1.0):
             assert time.monotonic() < deadline, "the kernel never went idle"

@@ -18,7 +18,6 @@ import argparse
 import getpass
 import re
 import sys
-import webbrowser
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -29,6 +28,7 @@ from . import _protocol as protocol
 from ._errors import LoginDenied, LogoutFailed, SpeckleAuthError
 from ._protocol import TokenPair, WhoAmI
 from ._public_app import revoke_unheld
+from ._redirect_file import RedirectFile
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context
 
 if TYPE_CHECKING:
@@ -91,17 +91,20 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
     server = _server(args.server)
     login = public_login(server)
     receiver = None
-    if not args.paste:
+    if args.paste:
+        login.check_port()
+    else:
         try:
             receiver = login.listen(back_to="the terminal")
         except PortBusy as err:
             io.say(err.message)
     if receiver is None:
-        _show(io, login.authorize_url, open_browser=not args.no_browser)
-        code = _pasted_code(io, login)
+        with RedirectFile(login.authorize_url) as page:
+            _show(io, login.authorize_url, page if not args.no_browser else None)
+            code = _pasted_code(io, login)
     else:
-        with receiver:
-            _show(io, login.authorize_url, open_browser=not args.no_browser)
+        with receiver, RedirectFile(login.authorize_url) as page:
+            _show(io, login.authorize_url, page if not args.no_browser else None)
             io.say("Waiting for you to sign in (up to 10 minutes; Ctrl-C cancels)...")
             received = receiver.wait()
         if received is None or received.kind == "cancelled":
@@ -124,8 +127,10 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
     return 0
 
 
-def _show(io: _Console, url: str, *, open_browser: bool) -> None:
-    if open_browser and webbrowser.open(url):
+def _show(io: _Console, url: str, page: RedirectFile | None) -> None:
+    """Open the sign-in page through a file only this user can read (never the address on a command line),
+    else print the address."""
+    if page is not None and page.open():
         io.say("Speckle's sign-in page is opening in your browser.")
         return
     io.say("Open this address in a browser on this machine and sign in:")

@@ -76,7 +76,8 @@ class KernelLogin:
         self, view: View, flow_id: str, server: str, wanted: tuple[str, ...], *, listen: bool = True
     ) -> KernelSignIn:
         """Make a sign-in and, with `listen`, its listener (a taken port leaves it to paste-back). Raises a
-        `SpeckleAuthError` saying why none can start (no connector app, scopes it cannot give, no server)."""
+        `SpeckleAuthError` saying why none can start (no connector app, scopes it cannot give, no server, another
+        user's program on the app's port)."""
         app = connector_app(server)
         lacking = app.lacking_message(wanted)
         if lacking:
@@ -91,6 +92,8 @@ class KernelLogin:
                 pending.receiver = pending.login.listen(lambda r: self._received(pending, r), back_to="the notebook")
             except PortBusy as err:
                 pending.busy_port = err.message
+        else:
+            pending.login.check_port()
         return pending
 
     def _received(self, pending: KernelSignIn, received: Received) -> None:

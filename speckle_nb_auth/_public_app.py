@@ -19,6 +19,7 @@ import httpx
 
 from . import _protocol as protocol
 from ._errors import ConfigurationError, RefreshRejected
+from ._port_owner import check_redirect_not_held_by_another
 from ._protocol import Secret, TokenPair, mask
 from ._receiver import CODE_LIFETIME, LoopbackReceiver, Received, code_from_pasted
 from ._transport import DEFAULT_TIMEOUT, acall, call, ssl_context
@@ -135,11 +136,17 @@ class PublicLogin:
         lifetime: float = CODE_LIFETIME,
     ) -> LoopbackReceiver:
         """The first way the code comes back: listen on the app's loopback redirect for this sign-in's answer.
-        Raises `PortBusy` when the port is taken and `ConfigurationError` when the redirect is no loopback
-        address: then the person pastes the address instead (`code_from`)."""
+        Raises `PortBusy` when this user's program holds the port and `ConfigurationError` when the redirect is
+        no loopback address: then the person pastes the address instead (`code_from`). Raises
+        `PortHeldByAnother` when another user of the machine holds it: then no sign-in may start."""
         receiver = LoopbackReceiver(self.app.redirect_url, lifetime=lifetime, return_url=return_url,
                                     on_result=on_result, back_to=back_to)
         return receiver.start()
+
+    def check_port(self) -> None:
+        """For a sign-in whose answer is pasted, so listens nowhere: raise `PortHeldByAnother` when another
+        user of this machine listens where Speckle will send the browser, before anything is opened."""
+        check_redirect_not_held_by_another(self.app.redirect_url)
 
     @staticmethod
     def code_from(pasted: str) -> str:

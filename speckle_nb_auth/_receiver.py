@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._errors import ConfigurationError, LoginDenied, SpeckleAuthError
 from ._html import document, new_nonce, page_headers
+from ._port_owner import PortHeldByAnother, check_port_not_held_by_another
 from ._protocol import is_loopback_host
 from ._secret import Secret
 
@@ -39,6 +40,7 @@ __all__ = [
     "LoopbackReceiver",
     "PasteNotUnderstood",
     "PortBusy",
+    "PortHeldByAnother",
     "Received",
     "code_from_pasted",
     "is_access_code",
@@ -130,7 +132,8 @@ def _read_answer(target: str) -> tuple[str, Received | None]:
 
 class LoopbackReceiver:
     """Listens for one sign-in answer on `redirect_url` (its host must be this machine; port 0 picks a free
-    port, see `url`). `start()` binds at once (a busy port raises `PortBusy`) and serves in a daemon thread;
+    port, see `url`). `start()` binds at once (a port taken by this user raises `PortBusy`, by another user
+    `PortHeldByAnother`) and serves in a daemon thread;
     the port closes when an answer came, on `cancel()`/`close()`, or after `lifetime` seconds ("expired").
     `on_result` is called once, from the receiver's thread, after the port closed. `return_url` is linked
     from the page; `back_to` names where the user goes back to."""
@@ -255,6 +258,7 @@ class LoopbackReceiver:
                     if err.errno == errno.EADDRINUSE:
                         if self._wanted_port == 0:
                             raise _Retry from None
+                        check_port_not_held_by_another(port)  # never send the person to another user's port
                         raise self._busy() from None
                     raise ConfigurationError(
                         f"Could not listen on port {port} of this machine for the sign-in answer "

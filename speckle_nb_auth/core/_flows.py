@@ -150,6 +150,13 @@ class FlowStore:
         flow.user_name, flow.user_email = user_name, user_email
         flow.message = f"Signed in to Speckle as {flow.account}." if flow.account else "Signed in to Speckle."
 
+    def stop_before_sign_in(self, flow: Flow, code: str, message: str) -> None:
+        """End a pending flow that may not send anyone to Speckle's sign-in page (its answer would go astray)."""
+        if flow.status == "pending":
+            flow.status = "failed"
+            flow.error_code = code
+            flow.message = message
+
     def fail(self, flow: Flow, code: str, message: str) -> None:
         if flow.status != "exchanging":
             return

@@ -28,7 +28,7 @@ from .._protocol import (
     whoami,
 )
 from .._public_app import PUBLIC_APP_ID, PublicLogin, aconnector_app, arefresh, arevoke_unheld
-from .._receiver import LoopbackReceiver, PortBusy, Received
+from .._receiver import LoopbackReceiver, PortBusy, PortHeldByAnother, Received
 from .._transport import acall
 from .._version import __version__
 from ._config import SpeckleServer, find_server
@@ -157,6 +157,10 @@ class Logins:
 
         try:
             receiver = public.listen(on_result, return_url=return_url or None, lifetime=self.store.lifetime)
+        except PortHeldByAnother as err:
+            self.store.stop_before_sign_in(flow, err.code, err.message)
+            self.log.warning("Speckle login %s: %s", flow.id, err.message)
+            raise Refused(409, err.code, "Another user holds the sign-in port", err.message) from None
         except PortBusy:
             flow.paste = True
             self.log.info("Speckle login %s: %s is in use, so the panel asks for the page's address",

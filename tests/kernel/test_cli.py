@@ -3,18 +3,23 @@ printed address as Speckle's web frontend and the browser would, and nothing it 
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
 import signal
 import socket
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 from support.cli import Running, cli_env, run_cli
-from support.processes import free_loopback_port
+from support.processes import free_loopback_port, poll
 from support.speckle import consent, follow
 
 import speckle_nb_auth
@@ -122,6 +127,69 @@ def test_a_busy_port_offers_paste_back(emu: Emulator, tmp_path: Path) -> None:
     assert "already in use" in out
     assert f"Signed in to {emu.url} as" in out
     assert_no_secrets(emu, tmp_path, out, err)
+
+
+FAKE_BROWSER = """#!{python}
+import os, signal, sys
+if os.fork():
+    sys.exit(0)  # a browser's launcher returns at once; the browser goes on, with its command line
+null = os.open(os.devnull, os.O_RDWR)
+for stream in (0, 1, 2):
+    os.dup2(null, stream)
+with open({pid_file!r}, "w") as handle:
+    handle.write(str(os.getpid()))
+signal.pause()
+"""
+
+
+def test_the_browser_gets_a_file_only_the_user_can_read_never_the_address(emu: Emulator, tmp_path: Path) -> None:
+    """The attack: another user reads the browser's command line (/proc/PID/cmdline) for the sign-in address."""
+    from support.another_user import run_as_nobody
+
+    pid_file = tmp_path / "browser.pid"
+    browser = tmp_path / "browser"
+    browser.write_text(FAKE_BROWSER.format(python=sys.executable, pid_file=str(pid_file)))
+    browser.chmod(0o755)
+    login = Running(["login", emu.url], env=cli_env(tmp_path, BROWSER=str(browser)), cwd=tmp_path)
+    try:
+        login.line_where(lambda line: "opening in your browser" in line)
+        pid = int(poll(lambda: pid_file.exists() and pid_file.read_text(), timeout=30, what="the browser"))
+        seen = run_as_nobody(["cat", f"/proc/{pid}/cmdline"])
+        assert seen.returncode == 0 and "file://" in seen.stdout, seen  # the attacker can read the command line
+        assert "authn" not in seen.stdout and emu.url not in seen.stdout  # but it holds no sign-in address
+        page = Path(unquote(urlsplit(seen.stdout.split("\0")[-2]).path))
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600 and stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+        assert run_as_nobody(["cat", str(page)]).returncode != 0  # and cannot read the page it opens
+        address = re.search(r'content="0;url=([^"]+)"', page.read_text()).group(1)  # type: ignore[union-attr]
+        assert follow(emu, html.unescape(address)).status_code == 200  # the page leads to the sign-in
+        code, out, err = login.finish()
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert code == 0 and "Signed in" in out, out + err
+    assert not page.parent.exists()  # gone with the sign-in, and the challenge with it
+    assert "authn" not in out  # the address is printed only when no browser opens
+
+
+@pytest.mark.parametrize("paste", [False, True])
+def test_another_users_listener_on_the_port_stops_login_before_anything_opens(
+    emu: Emulator, tmp_path: Path, paste: bool
+) -> None:
+    from support.another_user import listening_as_nobody
+
+    port = int(emu.credentials["connector_redirect_url"].rsplit(":", 1)[1])
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f"#!/bin/sh\ntouch {opened}\n")
+    browser.chmod(0o755)
+    with listening_as_nobody(port):
+        done = run_cli(["login", emu.url, *(["--paste"] if paste else [])], env=cli_env(tmp_path, BROWSER=str(browser)),
+                       cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert f"Port {port} of this machine" in done.stderr and "another user of this machine (nobody" in done.stderr
+    assert "personal access token" in done.stderr
+    assert not opened.exists() and "authn" not in done.stdout + done.stderr
 
 
 def test_paste_mode_for_a_browser_on_another_machine(emu: Emulator, tmp_path: Path) -> None:

@@ -209,3 +209,19 @@ def test_nbconvert_execute_with_nobody_there_stops_in_the_login_cell(emu, tmp_pa
     assert time.monotonic() - started < 60
     assert done.returncode != 0  # the login cell's error stops nbconvert
     check_nobody_error(done.stderr)
+
+
+def test_another_users_listener_on_the_port_stops_login_before_any_address_is_shown(emu, kernel):
+    from support.another_user import listening_as_nobody
+
+    with listening_as_nobody(emu.connector_port):
+        for args in ("", "paste=True"):  # listening, and pasting (the browser would still go to that port)
+            kernel.outputs = []
+            msg_id = kernel.client.execute(LOGIN.format(args=args), allow_stdin=True)
+            assert kernel.finish(msg_id)["status"] == "error", kernel.text()
+            errors = [m["content"]["traceback"] for m in kernel.outputs if m["msg_type"] == "error"]
+            assert len(errors) == 1 and len(errors[0]) == 1, errors
+            assert f"Port {emu.connector_port} of this machine" in errors[0][0]
+            assert "held by another user of this machine (nobody, uid 65534)" in errors[0][0]
+            assert "personal access token" in errors[0][0]
+            assert "authn/verify" not in kernel.text()  # no sign-in address was ever shown

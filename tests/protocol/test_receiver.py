@@ -6,16 +6,21 @@ from __future__ import annotations
 import secrets
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from support.another_user import listening_as_nobody
+from support.processes import free_loopback_port
 
 from speckle_nb_auth import _receiver as receiver_module
 from speckle_nb_auth._errors import ConfigurationError, LoginDenied, SpeckleAuthError
+from speckle_nb_auth._port_owner import listener_uids
 from speckle_nb_auth._receiver import (
     LoopbackReceiver,
     PasteNotUnderstood,
     PortBusy,
+    PortHeldByAnother,
     Received,
     code_from_pasted,
 )
@@ -221,6 +226,34 @@ def test_a_port_busy_on_ipv6_only_is_busy_too() -> None:
         with pytest.raises(PortBusy):
             LoopbackReceiver(f"http://localhost:{port}").start()
     assert refused("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_another_users_listener_on_the_port_is_named_and_nothing_listens(address: str) -> None:
+    if address == "::1" and not IPV6:
+        return  # no IPv6 loopback here: another user cannot listen there either
+    port = free_loopback_port()
+    with listening_as_nobody(port, address):
+        with pytest.raises(PortHeldByAnother) as caught:
+            LoopbackReceiver(f"http://localhost:{port}").start()
+        assert 65534 in listener_uids(port)
+    message = caught.value.message
+    assert caught.value.code == "port_held_by_another_user" and not isinstance(caught.value, PortBusy)
+    assert f"Port {port} of this machine" in message and "nobody, uid 65534" in message
+    assert "personal access token" in message and "paste" not in message  # no paste-back: it would reach them
+    assert refused("127.0.0.1", port) and (not IPV6 or refused("::1", port))
+
+
+def test_listener_uids_reads_only_listening_sockets_on_that_port(tmp_path: Path) -> None:
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:72F3 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 1\n"
+        "   1: 0100007F:72F3 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1002        0 2\n"
+        "   2: 0100007F:72F4 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1003        0 3\n"
+        "   3: garbage\n"
+    )
+    assert listener_uids(0x72F3, (table, tmp_path / "absent")) == {1001}
 
 
 def test_without_an_ipv6_loopback_ipv4_alone_serves(monkeypatch: pytest.MonkeyPatch, http: httpx.Client) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from support.another_user import listening_as_nobody
 from support.processes import free_loopback_port
 from support.routes import (
     FLOW,
@@ -134,6 +135,18 @@ async def test_a_busy_port_asks_for_the_address_and_a_pasted_one_signs_in(
     assert (await whoami(emulator, claim["token"]))["name"] == "Ada Lovelace"
     again = await browser.post(f"speckle-auth/flows/{FLOW}/code", {"pasted": redirect})
     assert again.status_code == 409  # single use
+
+
+async def test_another_users_listener_on_the_port_ends_the_login_before_speckles_page(
+    browser: Browser, emulator: Emulator, connector_port: int
+) -> None:
+    with listening_as_nobody(connector_port):
+        reply = await browser.get("speckle-auth/login", server=emulator.url, flow=FLOW)
+    assert reply.status_code == 409 and "Location" not in reply.headers  # never sent on to Speckle
+    assert f"Port {connector_port} of this machine" in reply.text and "another user of this machine" in reply.text
+    assert "personal access token" in reply.text
+    state = (await browser.get(f"speckle-auth/flows/{FLOW}")).json()
+    assert state["status"] == "failed" and "another user" in state["message"], state  # the panel says it too
 
 
 async def test_paste_needs_xsrf(browser: Browser, emulator: Emulator) -> None:

@@ -2,8 +2,10 @@
 "remember me" file for machines without a keyring.
 
 The file read is the nearest `.env` from the working directory up to the root of the git repository holding it
-(outside a repository: the working directory's only). It is parsed with python-dotenv and never loaded into
-`os.environ`, so it never overrides a variable already set there; `SPECKLE_TOKEN` in the environment wins.
+(outside a repository: the working directory's only). Only files and folders this user owns count: a `.env` or
+`.git` another user of the machine planted above the work folder is skipped and said. It is parsed with
+python-dotenv and never loaded into `os.environ`, so it never overrides a variable already set there;
+`SPECKLE_TOKEN` in the environment wins.
 
 Whether git would publish the file is asked of git itself (`git ls-files`, `git log`, `git check-ignore`), and
 each answer comes with the exact fix. Messages name the file's path, never its content.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,38 +31,83 @@ __all__ = [
     "git_state",
     "read_dotenv",
     "remember_in_dotenv",
+    "skipped_dotenvs",
 ]
 
 GitState = Literal["outside", "ignored", "unignored", "staged", "committed"]
 _NAME = ".env"
 _KEYS = ("SPECKLE_TOKEN", "SPECKLE_SERVER")
-# A repository's own configuration can name programs git runs (core.fsmonitor): none for these queries.
-_GIT = ("git", "-c", "core.fsmonitor=false")
+# A repository's configuration can name programs git runs (a signature verifier, an fsmonitor, a pager, hooks):
+# these queries run none of them, and read no system-wide configuration (which may say safe.directory=*).
+_GIT = (
+    "git", "--no-pager",
+    "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat",
+    "-c", "log.showSignature=false", "-c", "gpg.program=false", "-c", "diff.external=",
+    "-c", "core.sshCommand=false", "-c", "protocol.allow=never",
+)
+_GIT_ENVIRONMENT = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0",
+                    "GIT_OPTIONAL_LOCKS": "0"}
 _GIT_TIMEOUT = 10.0
 
 
-def _repository_root(folder: Path) -> Path | None:
-    for candidate in (folder, *folder.parents):
-        if (candidate / ".git").exists():  # a folder, or a file in worktrees and submodules
-            return candidate
-    return None
+def _owned(path: Path) -> bool:
+    """Whether this user owns `path` (git's `safe.directory` rule): a file or folder another user of the machine
+    could have planted is never trusted. Systems without uids (Windows) own everything."""
+    if not hasattr(os, "geteuid"):
+        return True
+    try:
+        return path.lstat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
-def find_dotenv(start: Path | str | None = None) -> Path | None:
-    """The nearest `.env` file from `start` (default: the working directory) up to its repository's root."""
+@dataclass(frozen=True)
+class _Search:
+    found: Path | None
+    skipped: tuple[str, ...] = ()
+
+
+def _search(start: Path | str | None) -> _Search:
+    """Walk from `start` up to the first folder holding a `.git` of this user's (the repository's root), or
+    outside a repository take `start`'s own `.env` only. The walk stops below a folder owned by someone else,
+    and a `.env` or `.git` another user owns is skipped, with the reason."""
     try:
         folder = Path(start if start is not None else os.getcwd()).resolve()
     except OSError:  # a working directory that was deleted
-        return None
-    root = _repository_root(folder)
-    stop = root if root is not None else folder
+        return _Search(None)
+    skipped: list[str] = []
+    walk: list[Path] = []
+    root: Path | None = None
     for candidate in (folder, *folder.parents):
+        if candidate != folder and not _owned(candidate):
+            break  # above here another user decides what is in these folders
+        walk.append(candidate)
+        git = candidate / ".git"
+        if git.exists() or git.is_symlink():
+            if _owned(git):
+                root = candidate
+                break
+            skipped.append(f"{git} belongs to another user of this machine, so it was not taken as your "
+                           "repository's root.")
+    for candidate in walk if root is not None else walk[:1]:
         path = candidate / _NAME
         if path.is_file():
-            return path
-        if candidate == stop:
-            break
-    return None
+            if _owned(path):
+                return _Search(path, tuple(skipped))
+            skipped.append(f"{path} belongs to another user of this machine and was skipped: a .env file is read "
+                           "only when you own it.")
+    return _Search(None, tuple(skipped))
+
+
+def find_dotenv(start: Path | str | None = None) -> Path | None:
+    """The nearest `.env` file of this user's from `start` (default: the working directory) up to its
+    repository's root."""
+    return _search(start).found
+
+
+def skipped_dotenvs(start: Path | str | None = None) -> tuple[str, ...]:
+    """Why a `.env` or `.git` on the way was not trusted (another user owns it), one sentence each."""
+    return _search(start).skipped
 
 
 @dataclass(frozen=True)
@@ -91,17 +139,36 @@ def read_dotenv(start: Path | str | None = None) -> DotenvSettings | None:
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    environment = {**os.environ, **_GIT_ENVIRONMENT}
     try:
         return subprocess.run(  # noqa: S603 - fixed git arguments, paths passed after "--"
             [*_GIT, *args], cwd=root, capture_output=True, text=True, timeout=_GIT_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=environment,
         )
     except (OSError, subprocess.SubprocessError):  # no git installed, or it hung
         return None
 
 
+def _nearest_git(folder: Path) -> Path | None:
+    for candidate in (folder, *folder.parents):
+        git = candidate / ".git"
+        if git.exists() or git.is_symlink():
+            return git
+    return None
+
+
+def _own_repository(folder: Path) -> bool:
+    """Whether the nearest `.git` from `folder` up is this user's, in a folder of theirs: git is asked nothing
+    about a repository another user could have planted (or configured) above the work folder."""
+    git = _nearest_git(folder)
+    return git is not None and _owned(git) and _owned(git.parent)
+
+
 def _work_tree(path: Path) -> tuple[Path, str] | None:
-    """The work tree's root and the file's path in it, as git sees them; None outside one (or without git)."""
+    """The work tree's root and the file's path in it, as git sees them; None outside one (or without git), and
+    in a repository that is not this user's."""
+    if not _own_repository(path.parent.resolve()):
+        return None
     found = _git(path.parent, "rev-parse", "--show-toplevel")
     if found is None or found.returncode != 0 or not found.stdout.strip():
         return None
@@ -120,7 +187,7 @@ def git_state(path: Path | str) -> GitState:
     if place is None:
         return "outside"
     root, relative = place
-    history = _git(root, "log", "--all", "--format=%h", "-1", "--", relative)
+    history = _git(root, "log", "--all", "--no-show-signature", "--format=%h", "-1", "--", relative)
     if history is not None and history.returncode == 0 and history.stdout.strip():
         return "committed"
     tracked = _git(root, "ls-files", "--error-unmatch", "--", relative)
@@ -206,6 +273,13 @@ def remember_in_dotenv(server: str, token: str, path: Path | str | None = None) 
 def _ensure_ignored(target: Path) -> None:
     place = _work_tree(target) if target.parent.is_dir() else None
     if place is None:
+        git = _nearest_git(target.parent)
+        if git is not None:  # a work tree whose git cannot be asked whether it would publish the file
+            why = "git is not installed" if shutil.which("git") is None else "it is not your repository"
+            raise ConfigurationError(
+                f"{target} is inside the git work tree of {git.parent}, and whether git would publish it cannot "
+                f"be checked ({why}): nothing was saved. Choose a file outside that folder."
+            )
         return
     state = git_state(target)
     if state in ("staged", "committed"):

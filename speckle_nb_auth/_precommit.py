@@ -2,8 +2,10 @@
 
 A Speckle token is 42 lowercase hexadecimal characters (a 10-character id and a 32-character secret). The hook
 looks for them in every staged text file it is given: code, `.env` files, and notebooks, whose cell sources,
-outputs and saved widget state are all in the file. It names each file and line (and, in a notebook, the
-cell), never the token, and exits 1 when it found one.
+outputs and saved widget state are all in the file. Notebooks and JSON files are also read as JSON, and their
+strings scanned decoded, with terminal colour codes removed: in the file's text a token after `\n`, `\t` or
+`\u001b[31m` follows a letter and would pass. It names each file and line (and, in a notebook, the cell), never
+the token, and exits 1 when it found one.
 
 A line that must hold such a string (a test vector, a hash that happens to look like one) is let through with
 `speckle-token-guard: allow` on it.
@@ -24,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TOKEN", "Finding", "main", "scan_file", "scan_text"]
+__all__ = ["TOKEN", "Finding", "decoded_tokens", "main", "scan_file", "scan_text"]
 
 # Not part of a longer run of letters or digits: a 64-character hash or a 40-character git id is no token.
 TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{42}(?![0-9A-Za-z])")
@@ -54,16 +56,39 @@ def scan_text(text: str) -> Iterator[tuple[int, str]]:
             yield number, match.group(0)
 
 
-def _notebook_places(text: str) -> dict[str, str]:
-    """Each token-shaped string of a notebook -> the part holding it first ("cell 3 output", "metadata")."""
-    try:
-        notebook = json.loads(text)
-    except ValueError:
-        return {}
+# Terminal control sequences (colours in tracebacks): "\x1b[0;31m" ends in a letter that hides what follows.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def decoded_tokens(value: Any) -> list[str]:
+    """The tokens in the strings of a parsed JSON value, as a person would read them (escapes decoded, colour
+    codes removed), outside allowed lines; in order, once each."""
+    found: dict[str, None] = {}
+    for string in _strings(value):
+        for line in _ANSI.sub("", string).splitlines():
+            if ALLOW not in line:
+                found.update(dict.fromkeys(TOKEN.findall(line)))
+    return list(found)
+
+
+def _notebook_places(notebook: Any) -> dict[str, str]:
+    """Each token of a notebook -> the part holding it first ("cell 3 output", "metadata")."""
     places: dict[str, str] = {}
 
     def note(value: Any, place: str) -> None:
-        for token in TOKEN.findall(json.dumps(value)):
+        for token in decoded_tokens(value):
             places.setdefault(token, place)
 
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
@@ -77,6 +102,15 @@ def _notebook_places(text: str) -> dict[str, str]:
     return places
 
 
+def _json(text: str, suffix: str) -> Any:
+    if suffix not in (".ipynb", ".json") and not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def scan_file(path: str | Path) -> list[Finding]:
     file = Path(path)
     try:
@@ -88,8 +122,16 @@ def scan_file(path: str | Path) -> list[Finding]:
     if b"\0" in raw[:8192]:
         return []  # binary
     text = raw.decode("utf-8", "replace")
-    places = _notebook_places(text) if file.suffix == ".ipynb" else {}
-    return [Finding(str(path), line, places.get(token, "")) for line, token in scan_text(text)]
+    found = list(scan_text(text))
+    parsed = _json(text, file.suffix)
+    if parsed is not None:
+        lines = text.splitlines()
+        seen = {token for _, token in found}
+        for token in decoded_tokens(parsed):
+            if token not in seen:  # its line in the file: where its characters are, escapes around them
+                found.append((next((n for n, line in enumerate(lines, 1) if token in line), 1), token))
+    places = _notebook_places(parsed) if file.suffix == ".ipynb" and parsed is not None else {}
+    return [Finding(str(path), line, places.get(token, "")) for line, token in sorted(found)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import _credentials as credentials
 from ._client import Client
 from ._desktop import desktop_accounts
-from ._dotenv import read_dotenv
+from ._dotenv import read_dotenv, skipped_dotenvs
 from ._errors import MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import TokenPair, normalize_server_url
 
@@ -123,6 +123,7 @@ def _from_dotenv(server: str | None, errors: list[str]) -> Candidate | None:
     when the file names one (the token belongs there), else with the environment's or the default."""
     if os.environ.get("SPECKLE_TOKEN", "").strip():
         return None
+    errors.extend(skipped_dotenvs())
     found = read_dotenv()
     if found is None or found.token is None:
         return None

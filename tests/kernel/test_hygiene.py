@@ -26,7 +26,7 @@ from speckle_nb_auth import _sources as sources
 from speckle_nb_auth._client import Client
 from speckle_nb_auth._dotenv import dotenv_notices, find_dotenv, git_state, read_dotenv, remember_in_dotenv
 from speckle_nb_auth._errors import ConfigurationError
-from speckle_nb_auth._precommit import scan_file
+from speckle_nb_auth._precommit import scan_file, scan_text
 from speckle_nb_auth._rotation import rotation_notice, token_age
 from speckle_nb_auth.emulator import Emulator
 
@@ -260,6 +260,33 @@ def test_the_guard_names_file_line_and_cell_never_the_token(tmp_path: Path) -> N
     code.write_text(f'TOKEN = "{token}"\nSHA = "{sha256}"\nOK = "{token}"  # speckle-token-guard: allow\n')
     assert [f.line for f in scan_file(code)] == [1]
     assert scan_file(tmp_path / "missing.py") == []
+
+
+# A token as real outputs show it, each way hidden from a scan of the file's text: after "\n" in an error's
+# message, after "\t", and right after a colour code in a verbose traceback's locals.
+LEAKS = {
+    "newline": "raise ValueError('the server refused:\\n' + os.environ['LEAK'])",
+    "tab": "raise ValueError('token:\\t' + os.environ['LEAK'])",
+    "colour": "%xmode Verbose\ndef use():\n    raise RuntimeError('\\x1b[1;31m' + os.environ['LEAK'])\nuse()",
+}
+
+
+@pytest.mark.parametrize("way", sorted(LEAKS))
+def test_the_guard_finds_a_token_behind_json_escapes_in_a_notebook_really_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    token = os.urandom(21).hex()
+    monkeypatch.setenv("LEAK", token)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os"),
+                                         nbformat.v4.new_code_cell(LEAKS[way])])
+    NotebookClient(nb, kernel_name="python3", timeout=60, allow_errors=True).execute()
+    path = tmp_path / f"{way}.ipynb"
+    nbformat.write(nb, path)
+    text = path.read_text()
+    assert token in text and list(scan_text(text)) == []  # the blind spot: the file's text alone hides it
+    findings = scan_file(path)
+    assert findings and {f.where for f in findings} == {"cell 2 output"}, findings
+    assert all(token in text.splitlines()[f.line - 1] and token not in str(f) for f in findings)
 
 
 def hook_config(venv_bin: Path) -> str:

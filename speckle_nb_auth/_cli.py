@@ -78,7 +78,7 @@ def _http() -> httpx.Client:
 def _server(given: str | None) -> str:
     from ._sources import default_server
 
-    return protocol.normalize_server_url(given) if given else default_server()
+    return protocol.typed_server_url(given) if given else default_server()
 
 
 # --- login ----------------------------------------------------------------------------------------------------
@@ -199,7 +199,8 @@ def _status(args: argparse.Namespace, io: _Console) -> int:
 
     problems: list[str] = []
     working = 0
-    for candidate in candidates(args.server, problems):
+    named = protocol.typed_server_url(args.server) if args.server else None
+    for candidate in candidates(named, problems):
         try:
             client = Client(candidate.server, candidate.pair.token, candidate.pair.refresh_token)
         except SpeckleAuthError as err:
@@ -225,8 +226,7 @@ def _status(args: argparse.Namespace, io: _Console) -> int:
         io.say(problem)
     if working:
         return 0
-    server = protocol.normalize_server_url(args.server) if args.server else None
-    io.fail(not_signed_in(server).message + f" Or run: {_RUN} login")
+    io.fail(not_signed_in(named).message + f" Or run: {_RUN} login")
     return 1
 
 
@@ -279,7 +279,8 @@ def _revoke_command(args: argparse.Namespace, io: _Console) -> int:
             f"stays in your shell history, so treat that one as seen. Pipe it in (for example: {_RUN} revoke "
             "< token.txt) or paste it when asked."
         )
-    io.say(str(revoke(_read_token(io), args.server)))
+    server = protocol.typed_server_url(args.server) if args.server else None
+    io.say(str(revoke(_read_token(io), server)))
     return 0
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "make_verifier",
     "mask",
     "normalize_server_url",
+    "typed_server_url",
     "refresh",
     "token_scopes",
     "whoami",
@@ -244,9 +245,26 @@ def _usable_host(host: str) -> bool:
     return True
 
 
+def typed_server_url(value: str) -> str:
+    """A server address a person typed (the panel's field, the terminal's argument): `normalize_server_url`,
+    after refusing what is no server on a network. No dot and no port (and not `localhost`) is more likely a
+    token typed in the wrong place than a host: it is never echoed, and nothing is sent to it."""
+    raw = value.strip() if isinstance(value, str) else ""
+    if raw and not any(ch in raw for ch in ".:[") and raw.lower() != "localhost":
+        raise InvalidServerURL(
+            "That is not a Speckle server address (it has no dot and no port): give one such as "
+            "app.speckle.systems or http://localhost:3000."
+        )
+    return normalize_server_url(value)
+
+
+_TOKEN_LIKE = re.compile(r"[0-9a-fA-F]{32,}")
+
+
 def _shown(value: str, limit: int = 80) -> str:
-    """A user-supplied value, cut short and stripped of control characters, for an error message."""
-    clean = "".join(ch for ch in value if ch.isprintable())
+    """A user-supplied value, cut short and stripped of control characters, for an error message; a run of
+    hexadecimal as long as a token's is never repeated."""
+    clean = _TOKEN_LIKE.sub("…", "".join(ch for ch in value if ch.isprintable()))
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 

@@ -49,6 +49,7 @@ __all__ = [
 CODE_LIFETIME = 600.0  # seconds: Speckle's access codes live 10 minutes, so no login waits longer
 _CODE = re.compile(r"[0-9a-f]{42}")
 _HANDLER_TIMEOUT = 10.0  # seconds a connection may take to send its request or read the page
+_MAX_HANDLERS = 16  # connections served at once, per address
 # Errors that mean "this machine has no IPv6 loopback", not "the port is taken".
 _NO_ADDRESS = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, getattr(errno, "EPROTONOSUPPORT", -1)}
 
@@ -335,6 +336,12 @@ class LoopbackReceiver:
         path, outcome = _read_answer(request.path)
         if path != self._path:
             return request.page(404, "Not found", "This address only takes Speckle's sign-in answer.")
+        if not _navigated(request.headers):
+            return request.page(
+                400, "Not a sign-in answer",
+                "Speckle's answer arrives when the sign-in tab itself is sent here; this request came from inside "
+                "another page (an image, a script): nothing was done.",
+            )
         if outcome is not None and outcome.kind == "code":
             title, message = "Sign-in received", (
                 f"Speckle has answered. Go back to {self._back_to}, where the sign-in finishes; you can close "
@@ -369,6 +376,14 @@ class LoopbackReceiver:
             return False
 
 
+def _navigated(headers: Any) -> bool:
+    """Whether the browser says this request is the tab's own navigation. Speckle's redirect always is; an
+    `<img>` or a `fetch()` from another loopback page is not, and must not end the login. A client that sends no
+    Fetch Metadata (curl, an old browser) says nothing either way and is taken at its word."""
+    mode, dest = headers.get("Sec-Fetch-Mode"), headers.get("Sec-Fetch-Dest")
+    return mode in (None, "navigate") and dest in (None, "document")
+
+
 def _addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
     if host == "localhost":
         return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
@@ -382,16 +397,37 @@ class _Retry(Exception):
 
 
 class _Server(ThreadingHTTPServer):
+    """One loopback address's listener: a thread per connection, at most `_MAX_HANDLERS` at once (a flood of
+    idle connections from another local program must not grow the process without bound)."""
+
     daemon_threads = True
     # Windows lets SO_REUSEADDR take over a port another program listens on: never there.
     allow_reuse_address = os.name != "nt"
     allow_reuse_port = False
     timeout = 0  # `handle_request` is called only when a connection is waiting
+    request_queue_size = 64  # a burst of connections is accepted (and the extra ones closed), not left to retry
 
     def __init__(self, family: socket.AddressFamily, address: tuple[str, int], receiver: LoopbackReceiver) -> None:
         self.address_family = family
         self.receiver = receiver
+        self._slots = threading.BoundedSemaphore(_MAX_HANDLERS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: a browser that was turned away retries
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Silent, like the handler's log: a browser that closed the tab early is no error of ours."""

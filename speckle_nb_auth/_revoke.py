@@ -14,6 +14,7 @@ import httpx
 from . import _credentials as credentials
 from . import _protocol as protocol
 from ._errors import LogoutFailed, NotSignedIn
+from ._secret import Secret
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context
 
 __all__ = ["Revoked", "next_steps", "revoke"]
@@ -59,22 +60,28 @@ class Given:
 def read_given(text: str) -> Given:
     """The token in what was pasted or piped: the token alone (blanks and a `Bearer ` prefix dropped), or a
     `.env` file's `SPECKLE_TOKEN` (with its `SPECKLE_SERVER`, if any)."""
-    raw = text.strip() if isinstance(text, str) else ""
+    text = Secret(text if isinstance(text, str) else "")  # what each frame shows of it, verbose tracebacks too
+    raw = Secret(text.strip())
     if "=" in raw:
-        from dotenv import dotenv_values
-
-        values = dotenv_values(stream=io.StringIO(raw), interpolate=False)
-        token, server = (values.get("SPECKLE_TOKEN") or "").strip(), (values.get("SPECKLE_SERVER") or "").strip()
+        token, server = _from_dotenv_text(raw)
         if not token:
             raise NotSignedIn("That text sets no SPECKLE_TOKEN: give the token itself, or a .env file that sets it.")
         return Given(token, server or None)
     if raw[:7].lower() == "bearer ":
-        raw = raw[7:].strip()
+        raw = Secret(raw[7:].strip())
     if not raw:
         raise NotSignedIn("No token was given: pass the token to revoke (on standard input for the command line).")
     if any(ch.isspace() for ch in raw):
         raise NotSignedIn("That is more than one token: give one token, on a line of its own.")
     return Given(raw)
+
+
+def _from_dotenv_text(raw: str) -> tuple[Secret, str]:
+    """(SPECKLE_TOKEN, SPECKLE_SERVER) of a .env file's text; the parsed values never stay in a frame."""
+    from dotenv import dotenv_values
+
+    values = dotenv_values(stream=io.StringIO(raw), interpolate=False)
+    return Secret((values.pop("SPECKLE_TOKEN", None) or "").strip()), (values.get("SPECKLE_SERVER") or "").strip()
 
 
 def revoke(token: str, server: str | None = None) -> Revoked:
@@ -85,8 +92,9 @@ def revoke(token: str, server: str | None = None) -> Revoked:
     `SpeckleUnreachable` when it cannot be reached."""
     from ._sources import default_server  # the sources import the client: load them only when revoking
 
+    token = Secret(token if isinstance(token, str) else "")  # a traceback through here shows it masked
     given = read_given(token)
-    value, named = given.token, server or given.server
+    value, named = Secret(given.token), server or given.server
     url = protocol.normalize_server_url(named) if named else default_server()
     with httpx.Client(timeout=DEFAULT_TIMEOUT, verify=ssl_context()) as http:
         try:

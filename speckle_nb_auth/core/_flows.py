@@ -150,6 +150,10 @@ class FlowStore:
         flow.user_name, flow.user_email = user_name, user_email
         flow.message = f"Signed in to Speckle as {flow.account}." if flow.account else "Signed in to Speckle."
 
+    def discard(self, flow_id: str) -> None:
+        """Forget a flow at once: one its owner may no longer keep (the hub's limit of logins per user)."""
+        self._flows.pop(flow_id, None)
+
     def stop_before_sign_in(self, flow: Flow, code: str, message: str) -> None:
         """End a pending flow that may not send anyone to Speckle's sign-in page (its answer would go astray)."""
         if flow.status == "pending":

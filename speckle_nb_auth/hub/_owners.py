@@ -25,10 +25,13 @@ def _digest(token: str) -> str:
 
 
 class Owners:
-    def __init__(self, path: str | None = None, *, max_flows: int = 10_000, max_refresh_tokens: int = 100_000) -> None:
+    def __init__(self, path: str | None = None, *, max_flows: int = 10_000, max_refresh_tokens: int = 100_000,
+                 max_flows_per_user: int = 20) -> None:
         self.max_flows = max_flows
+        self.max_flows_per_user = max_flows_per_user
         self.max_refresh_tokens = max_refresh_tokens
         self._flows: OrderedDict[str, str] = OrderedDict()
+        self._by_user: dict[str, OrderedDict[str, None]] = {}
         self._refresh: OrderedDict[str, str] = OrderedDict()
         self._db: sqlite3.Connection | None = None
         self._written = 0
@@ -37,8 +40,27 @@ class Owners:
             self._db.execute("DELETE FROM refresh WHERE at < ?", (time.time() - REFRESH_LIFETIME,))
             self._db.commit()
 
-    def start(self, flow_id: str, user: str) -> None:
-        _put(self._flows, flow_id, user, self.max_flows)
+    def start(self, flow_id: str, user: str) -> list[str]:
+        """`user` started the login `flow_id`. Returns the logins to drop: this user's oldest beyond
+        `max_flows_per_user` (so one user's many starts end only their own logins), then the oldest of all
+        beyond `max_flows`."""
+        mine = self._by_user.setdefault(user, OrderedDict())
+        mine[flow_id] = None
+        self._flows[flow_id] = user
+        dropped: list[str] = []
+        while len(mine) > self.max_flows_per_user:
+            old, _ = mine.popitem(last=False)
+            self._flows.pop(old, None)
+            dropped.append(old)
+        while len(self._flows) > self.max_flows:
+            old, owner = self._flows.popitem(last=False)
+            theirs = self._by_user.get(owner)
+            if theirs is not None:
+                theirs.pop(old, None)
+                if not theirs:
+                    del self._by_user[owner]
+            dropped.append(old)
+        return dropped
 
     def of_flow(self, flow_id: str) -> str | None:
         return self._flows.get(flow_id)
@@ -73,15 +95,27 @@ class Owners:
             self._db = None
 
 
+def _private(path: str) -> None:
+    """The file and SQLite's `-wal`/`-shm` beside it readable by the service's own user only, also when they
+    were made before, or by an older version, with the umask's mode."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _open(path: str) -> sqlite3.Connection:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # created readable by the service's own user only
     os.close(fd)
+    _private(path)  # SQLite gives the -wal and -shm it makes the database file's mode
     db = sqlite3.connect(path, isolation_level="DEFERRED")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("CREATE TABLE IF NOT EXISTS refresh (digest TEXT PRIMARY KEY, user TEXT NOT NULL, at REAL NOT NULL)")
     db.execute("CREATE INDEX IF NOT EXISTS refresh_at ON refresh (at)")
     db.commit()
+    _private(path)
     return db
 
 

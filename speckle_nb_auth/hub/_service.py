@@ -70,7 +70,8 @@ class HubRoutes(Routes):
 
     def started(self, flow_id: str, who: str | None) -> None:
         if who is not None:
-            self.owners.start(flow_id, who)
+            for dropped in self.owners.start(flow_id, who):
+                self.logins.store.discard(dropped)
 
     def handed_out(self, refresh_token: str | None, who: str | None) -> None:
         if who is not None:

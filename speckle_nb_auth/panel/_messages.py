@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import InvalidServerURL, SpeckleAuthError
-from .._protocol import Secret, TokenPair, normalize_server_url
+from .._protocol import Secret, TokenPair, typed_server_url
 from ..core._wire import masked
 
 __all__ = [
@@ -271,12 +271,7 @@ def _server(value: Any, *, optional: bool = False) -> str | None:
         raise BadMessage(f"No Speckle server address was given: {_EXAMPLE}.")
     if len(value) > MAX_URL:
         raise BadMessage(f"That server address is too long: {_EXAMPLE}.")
-    if not any(ch in value for ch in ".:"):
-        # No dot, no port: not a server on a network (perhaps a token pasted in the wrong field). Never echo
-        # it, and never send anything to it.
-        if value.strip().lower() != "localhost":
-            raise BadMessage(f"That is not a Speckle server address: {_EXAMPLE}.")
     try:
-        return normalize_server_url(value)
+        return typed_server_url(value)
     except InvalidServerURL as err:
         raise BadMessage(err.message) from None

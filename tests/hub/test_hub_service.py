@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,36 @@ def test_a_login_belongs_to_the_hub_user_who_started_it(running: Running) -> Non
         assert claimed["server_url"] == emu.url and claimed["token"] and claimed["refresh_token"]
         assert claimed["app_id"] == emu.credentials["app_id"]
         assert alice.post(f"flows/{flow}/claim").status_code == 404  # once
+
+
+def test_one_users_many_logins_never_push_out_anothers(running: Running) -> None:
+    """The attack: Bob starts logins until the service's store is full, which once ended Alice's pending one."""
+    store = running.service.logins.store
+    store.max_flows = 30  # the store's bound, as 10,000 is in production: reached here with fewer requests
+    per_user = running.service.owners.max_flows_per_user
+    with running.client("alice") as alice, running.client("bob") as bob:
+        hers, _ = start_login(running, alice)
+        his = [start_login(running, bob)[0] for _ in range(store.max_flows + 10)]
+        assert alice.get(f"flows/{hers}").json()["status"] == "pending"  # still hers, still waiting
+        assert [bob.get(f"flows/{flow}").status_code for flow in his[-per_user:]] == [200] * per_user
+        assert bob.get(f"flows/{his[0]}").status_code == 404  # his oldest made room for his newest
+    assert len(store) == per_user + 1
+
+
+def test_the_owners_file_and_its_journal_are_the_services_alone(tmp_path: Path) -> None:
+    path = tmp_path / "owners.sqlite"
+    earlier = sqlite3.connect(path)  # a service still running, or one that crashed: its journal files exist
+    earlier.execute("PRAGMA journal_mode=WAL")
+    earlier.execute("CREATE TABLE earlier (x)")
+    earlier.commit()
+    for name in tmp_path.iterdir():
+        name.chmod(0o644)  # made by an earlier version, or with a loose umask
+    owners = Owners(str(path))
+    owners.hand_out(secrets.token_hex(21), "alice")
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
+    owners.close()
+    earlier.close()
+    assert modes == {"owners.sqlite": "0o600", "owners.sqlite-wal": "0o600", "owners.sqlite-shm": "0o600"}, modes
 
 
 def test_a_callback_completes_nothing_without_its_browsers_cookie_or_for_another_user(running: Running) -> None:

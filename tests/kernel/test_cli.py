@@ -282,3 +282,15 @@ def test_login_can_remember_in_a_git_ignored_env_file_instead(emu: Emulator, tmp
     assert_no_secrets(emu, tmp_path, out, err)
     status = run_cli(["status"], env=env, cwd=project)
     assert f"Signed in to {emu.url} as" in status.stdout and f"from the .env file {saved}" in status.stdout
+
+
+@pytest.mark.parametrize("command", [["status"], ["logout"], ["login", "--no-browser"], ["revoke", "--server"]])
+def test_a_token_typed_where_the_server_goes_is_never_echoed_or_looked_up(
+    emu: Emulator, tmp_path: Path, command: list[str]
+) -> None:
+    token = emu.credentials["users"][1]["pat"]
+    done = run_cli([*command, token], env=cli_env(tmp_path), cwd=tmp_path, stdin="")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == ("That is not a Speckle server address (it has no dot and no port): give one "
+                                   "such as app.speckle.systems or http://localhost:3000.")
+    assert token[10:] not in done.stdout + done.stderr

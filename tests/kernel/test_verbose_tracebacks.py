@@ -5,6 +5,7 @@ kernel, whose saved notebook is checked too. A secret shows at most as its last 
 
 from __future__ import annotations
 
+import functools
 import json
 import stat
 from collections.abc import Callable, Iterator
@@ -67,6 +68,17 @@ def logout_dropped(emu: Emulator, seen: Seen, mp: pytest.MonkeyPatch) -> Any:
     client, _ = signed_in(emu, seen)
     emu.inject_fault("/auth/logout", "drop")
     return client.logout, SpeckleUnreachable
+
+
+def revoke_a_dotenv_text_dropped(emu: Emulator, seen: Seen, mp: pytest.MonkeyPatch) -> Any:
+    """`revoke()` given a whole .env file's text, as `%xmode Verbose` once printed it, token included."""
+    from speckle_nb_auth import revoke
+
+    text = f"SPECKLE_SERVER={emu.url}\nSPECKLE_TOKEN={emu.credentials['users'][1]['pat']}\n"
+    emu.inject_fault("/auth/logout", "drop")
+    # The test's own frame holds it masked (what the caller holds is the caller's): the package's frames, which
+    # strip and parse it into plain strings, are what is checked.
+    return functools.partial(revoke, Secret(text)), SpeckleUnreachable
 
 
 def logout_502(emu: Emulator, seen: Seen, mp: pytest.MonkeyPatch) -> Any:
@@ -208,7 +220,8 @@ def keyring_refuses(emu: Emulator, seen: Seen, mp: pytest.MonkeyPatch) -> Any:
 
 
 SCENARIOS: list[Scenario] = [
-    logout_dropped, logout_502, refresh_502_with_the_environments_app, refresh_dropped_with_a_refresher,
+    logout_dropped, revoke_a_dotenv_text_dropped, logout_502, refresh_502_with_the_environments_app,
+    refresh_dropped_with_a_refresher,
     refresh_rejected, graphql_dropped, graphql_invalid_token, graphql_error, graphql_missing_scope,
     sign_in_refused, sign_in_unreachable, scopes_502, scopes_app_dropped, specklepy_502, specklepy_fails_inside,
     exchange_wrong_challenge, exchange_502, exchange_dropped, keyring_refuses,

@@ -226,3 +226,11 @@ def test_a_token_pair_holds_secrets_and_a_reply_hides_its_body() -> None:
     assert token not in repr(reply) and repr(reply) == f"Reply(200, {len(reply.body)} bytes)"
     parsed = protocol.exchange_code("http://127.0.0.1:1", "app", "secret", "code", "v" * 43).parse(reply)
     assert isinstance(parsed.token, protocol.Secret) and parsed == pair
+
+
+def test_an_address_holding_a_token_is_refused_without_repeating_it() -> None:
+    token = "0123456789abcdef" * 2 + "0123456789"
+    for typed in (f"ftp://{token}", f"https://{token}?x=1", f"https://{token}:99999", token):
+        with pytest.raises(InvalidServerURL) as caught:
+            protocol.typed_server_url(typed)
+        assert token[8:] not in caught.value.message, typed

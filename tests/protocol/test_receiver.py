@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from support.another_user import listening_as_nobody
-from support.processes import free_loopback_port
+from support.processes import free_loopback_port, poll
 
 from speckle_nb_auth import _receiver as receiver_module
 from speckle_nb_auth._errors import ConfigurationError, LoginDenied, SpeckleAuthError
@@ -173,6 +174,46 @@ def test_anything_but_a_sign_in_answer_is_refused_and_the_receiver_keeps_listeni
     assert refusals["other path"].status_code == 404
     assert receiver.wait(0.05) is None
     assert http.get(f"{base}/?access_code={code}").status_code == 200
+    assert receiver.wait(5) == Received("code", code)
+
+
+def test_a_request_from_inside_another_page_is_refused_and_the_login_goes_on(
+    http: httpx.Client, receiver: LoopbackReceiver
+) -> None:
+    base, code = receiver.url, new_code()
+    for mode, dest in (("no-cors", "image"), ("cors", "empty"), ("navigate", "iframe"), ("no-cors", "document")):
+        answer = http.get(f"{base}/?denied=true", headers={"Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest})
+        assert answer.status_code == 400 and "nothing was done" in answer.text, (mode, dest)
+    assert receiver.wait(0.05) is None
+    tab = http.get(f"{base}/?access_code={code}", headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+    assert tab.status_code == 200 and receiver.wait(5) == Received("code", code)
+
+
+def test_a_flood_of_idle_connections_holds_a_bounded_number_of_threads(
+    http: httpx.Client, receiver: LoopbackReceiver
+) -> None:
+    before = threading.active_count()
+    flood = [socket.create_connection(("127.0.0.1", receiver.port), timeout=5) for _ in range(60)]
+    for connection in flood:
+        connection.setblocking(False)
+
+    def turned_away() -> int:
+        count = 0
+        for connection in flood:
+            try:
+                count += connection.recv(1) == b""
+            except BlockingIOError:
+                pass  # held by a handler thread, or not accepted yet
+            except OSError:
+                count += 1
+        return count
+
+    poll(lambda: turned_away() >= 60 - receiver_module._MAX_HANDLERS, timeout=10, what="the flood turned away")
+    assert threading.active_count() - before <= receiver_module._MAX_HANDLERS
+    for connection in flood:
+        connection.close()
+    code = new_code()
+    poll(lambda: http.get(f"{receiver.url}/?access_code={code}").status_code == 200, timeout=10, what="an answer")
     assert receiver.wait(5) == Received("code", code)
 
 

@@ -30,6 +30,7 @@ def listening_as_nobody(port: int, host: str = "127.0.0.1") -> Iterator[None]:
     script = (
         "import socket, sys\n"
         f"s = socket.socket(socket.AF_INET6 if ':' in {host!r} else socket.AF_INET)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"  # as servers do: a closed login's TIME_WAIT
         f"s.bind(({host!r}, {port})); s.listen()\n"
         "print('listening', flush=True)\n"
         "sys.stdin.read()\n"

@@ -120,7 +120,9 @@ def candidates(server: str | None = None, errors: list[str] | None = None) -> It
 
 def _from_dotenv(server: str | None, errors: list[str]) -> Candidate | None:
     """The `.env` file's token, unless the environment sets one. It goes with the file's own `SPECKLE_SERVER`
-    when the file names one (the token belongs there), else with the environment's or the default."""
+    when the file names one (the token belongs there), else with the environment's or the default. Where the
+    environment's `SPECKLE_SERVER` names another server than the file's, the environment wins, as it does for
+    the token: the file's token is not used (and never sent to the environment's server), and that is said."""
     if os.environ.get("SPECKLE_TOKEN", "").strip():
         return None
     errors.extend(skipped_dotenvs())
@@ -134,6 +136,17 @@ def _from_dotenv(server: str | None, errors: list[str]) -> Candidate | None:
         return None
     if server is not None and normalize_server_url(server) != home:
         return None
+    named = os.environ.get("SPECKLE_SERVER", "").strip()
+    if server is None and named and found.server:
+        try:
+            differs = normalize_server_url(named) != home
+        except SpeckleAuthError:
+            differs = True
+        if differs:
+            errors.append(f"{found.path} holds a token for {home}, but SPECKLE_SERVER in the environment names "
+                          "another server, and the environment wins: the file's token was not used. Unset "
+                          "SPECKLE_SERVER, or remove it from the file.")
+            return None
     return Candidate("dotenv", f"the .env file {found.path}", home, TokenPair(found.token), path=found.path)
 
 

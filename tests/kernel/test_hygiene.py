@@ -97,14 +97,19 @@ def test_the_search_stops_at_the_repository_root(tmp_path: Path, repo: Path) -> 
     assert find_dotenv(tmp_path / "loose") == tmp_path / "loose" / ".env"
 
 
-def test_the_files_token_goes_to_the_files_server(
+def test_the_files_token_goes_to_the_files_server_and_the_environments_server_wins(
     emulator: Emulator, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_env(repo, SPECKLE_SERVER=emulator.url, SPECKLE_TOKEN=emulator.credentials["pat"])
     monkeypatch.chdir(repo)
-    monkeypatch.setenv("SPECKLE_SERVER", "https://another.example.org")
     assert [c.server for c in sources.candidates()] == [emulator.url]
-    assert list(sources.candidates("https://another.example.org")) == []
+    monkeypatch.setenv("SPECKLE_SERVER", "https://another.example.org")
+    problems: list[str] = []
+    assert list(sources.candidates(None, problems)) == []  # the environment's server wins over the file's
+    assert "the environment wins: the file's token was not used" in problems[0]
+    assert list(sources.candidates("https://another.example.org")) == []  # never sent to another server
+    assert [c.server for c in sources.candidates(emulator.url)] == [emulator.url]  # asked for by name
+    assert sources.default_server() == "https://another.example.org"
 
 
 def test_status_says_the_sign_in_came_from_the_file(emulator: Emulator, repo: Path, tmp_path: Path) -> None:
@@ -354,3 +359,14 @@ def test_expiry_counts_from_creation(emulator: Emulator) -> None:
         assert "(in 10 days)" in age.describe() or "(in 9 days)" in age.describe()
         notice = rotation_notice(client)
     assert notice is not None and "expires in" in notice
+
+
+def test_the_remembered_dotenv_refuses_a_work_tree_when_git_is_missing(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_git = tmp_path / "bin-without-git"
+    no_git.mkdir()
+    monkeypatch.setenv("PATH", str(no_git))
+    with pytest.raises(ConfigurationError, match="git is not installed"):
+        remember_in_dotenv("http://127.0.0.1:1", "t" * 42, repo / ".env")
+    assert not (repo / ".env").exists()

@@ -154,8 +154,9 @@ class FlowStore:
         """Forget a flow at once: one its owner may no longer keep (the hub's limit of logins per user)."""
         self._flows.pop(flow_id, None)
 
-    def stop_before_sign_in(self, flow: Flow, code: str, message: str) -> None:
-        """End a pending flow that may not send anyone to Speckle's sign-in page (its answer would go astray)."""
+    def stop(self, flow: Flow, code: str, message: str) -> None:
+        """End a pending flow before its code came back: it may not send anyone to Speckle's sign-in page (the
+        answer would go astray), or the panel cancelled it."""
         if flow.status == "pending":
             flow.status = "failed"
             flow.error_code = code

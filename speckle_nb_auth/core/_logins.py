@@ -158,7 +158,7 @@ class Logins:
         try:
             receiver = public.listen(on_result, return_url=return_url or None, lifetime=self.store.lifetime)
         except PortHeldByAnother as err:
-            self.store.stop_before_sign_in(flow, err.code, err.message)
+            self.store.stop(flow, err.code, err.message)
             self.log.warning("Speckle login %s: %s", flow.id, err.message)
             raise Refused(409, err.code, "Another user holds the sign-in port", err.message) from None
         except PortBusy:
@@ -192,6 +192,17 @@ class Logins:
                 self.log.info("Could not ask %s about its connector app (%s)", server.url, type(err).__name__)
                 continue
             self.public_scopes[server.url] = list(app.scopes)
+
+    def cancel(self, flow_id: str) -> None:
+        """The panel's Cancel: a pending login ends, and its loopback port closes now rather than when its
+        10 minutes are up."""
+        receiver = self.receivers.pop(flow_id, None)
+        if receiver is not None:
+            receiver.close()
+        flow = self.store.get(flow_id)
+        if flow is not None:
+            self.store.stop(flow, "cancelled", "This login was cancelled in the notebook: start it again there.")
+            self.log.debug("Speckle login %s was cancelled", flow_id)
 
     def close_receivers(self) -> None:
         receivers, self.receivers = self.receivers, {}

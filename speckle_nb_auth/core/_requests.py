@@ -162,6 +162,14 @@ class Routes:
             return refused(err.status, err.code, err.message)
         return Reply(200, {"status": "done"})
 
+    def cancel(self, flow_id: str, who: str | None) -> Reply:
+        """The panel's Cancel, for a login whose answer the extension listens for."""
+        flow = self._flow(flow_id, who)
+        if not isinstance(flow, Flow):
+            return flow
+        self.logins.cancel(flow_id)
+        return Reply(200, flow_status(flow.status, flow.message, paste=flow.paste, app=flow.app_id))
+
     async def refresh(self, raw: bytes | None, who: str | None) -> Reply:
         body = read_body(raw)
         body = body if isinstance(body, dict) else {}

@@ -347,6 +347,8 @@ function render({ model, el }) {
   }
 
   function cancelLogin() {
+    // the extension listens on the connector's port for a public-app login: it closes now, not in 10 minutes
+    if (flow?.public && !ext?.login_base) api("flows/" + flow.id + "/cancel", null).catch(() => {});
     stopFlow();
     tell(model, { type: "cancel" });
     say("Sign-in cancelled.");

@@ -158,6 +158,15 @@ class PastedHandler(_JsonHandler):
         self.answer(await self.routes.paste(flow_id, self.request.body, None))
 
 
+class CancelHandler(_JsonHandler):
+    """The panel's Cancel: the login ends and its loopback listener, if any, closes."""
+
+    @web.authenticated
+    @authorized
+    def post(self, flow_id: str) -> None:
+        self.answer(self.routes.cancel(flow_id, None))
+
+
 class RefreshHandler(_JsonHandler):
     @web.authenticated
     @authorized
@@ -190,6 +199,7 @@ def routes() -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"/{PREFIX}/flows/([^/]+)", FlowHandler),
         (rf"/{PREFIX}/flows/([^/]+)/claim", ClaimHandler),
         (rf"/{PREFIX}/flows/([^/]+)/code", PastedHandler),
+        (rf"/{PREFIX}/flows/([^/]+)/cancel", CancelHandler),
         (rf"/{PREFIX}/refresh", RefreshHandler),
         (rf"/{PREFIX}/mailbox/([^/]+)", MailboxHandler),
     ]

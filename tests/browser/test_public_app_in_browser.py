@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 from support.jupyter_server import JupyterServer
 from support.jupyter_ui import PanelUI, Stack, screenshot, speckle_sign_in
-from support.processes import free_loopback_port, free_port
+from support.processes import free_loopback_port, free_port, poll
 
 pytestmark = pytest.mark.browser
 
@@ -49,6 +49,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             server.stop()
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def open_panel(open_notebook: Any, cells: list[str]) -> tuple[Any, PanelUI]:
     session = open_notebook(cells)
     session.ui.run_cell(0)
@@ -67,6 +72,14 @@ def test_log_in_with_speckle_needs_no_set_up(open_notebook: Any) -> None:
     else:
         expect(panel.root.locator(".snb-noext")).to_contain_text("this kernel signs you in")
     screenshot(panel, f"{stack.frontend}-{stack.mode}-public-ready.png")
+
+    # Cancel closes the loopback listener at once (it used to stay bound for the login's 10 minutes)
+    port = int(stack.emulator.credentials["connector_redirect_url"].rsplit(":", 1)[1])
+    first = panel.click_login(session.context)
+    poll(lambda: listening(port), timeout=15, what="the listener of the first login")
+    panel.cancel_button.click()
+    poll(lambda: not listening(port), timeout=15, what="the listener closed by Cancel")
+    first.close()
 
     tab = panel.click_login(session.context)
     expect(tab.locator("input[name=email]")).to_be_visible(timeout=15_000)  # (kernel: once it named the address)

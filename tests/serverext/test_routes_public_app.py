@@ -149,6 +149,19 @@ async def test_another_users_listener_on_the_port_ends_the_login_before_speckles
     assert state["status"] == "failed" and "another user" in state["message"], state  # the panel says it too
 
 
+async def test_cancel_closes_the_port_at_once_and_ends_the_login(
+    browser: Browser, emulator: Emulator, connector_port: int
+) -> None:
+    await start_login(browser, emulator)
+    assert not port_is_closed(connector_port)
+    assert (await browser.post(f"speckle-auth/flows/{FLOW}/cancel", None, xsrf=False)).status_code == 403
+    assert not port_is_closed(connector_port)  # another site cannot cancel it
+    reply = await browser.post(f"speckle-auth/flows/{FLOW}/cancel", None)
+    assert reply.status_code == 200 and reply.json()["status"] == "failed"
+    assert port_is_closed(connector_port)
+    assert "cancelled" in (await browser.get(f"speckle-auth/flows/{FLOW}")).json()["message"]
+
+
 async def test_paste_needs_xsrf(browser: Browser, emulator: Emulator) -> None:
     await start_login(browser, emulator)
     reply = await browser.post(f"speckle-auth/flows/{FLOW}/code", {"pasted": "x"}, xsrf=False)

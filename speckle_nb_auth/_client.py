@@ -70,6 +70,7 @@ class Client:
         # Only the sign-in that made the token knows its app: SPECKLE_APP_ID names an app this Jupyter can use,
         # not the app of whatever token it was handed.
         self._app_id = (app_id or "").strip() or None
+        self.probed_scopes: dict[str, bool | None] = {}  # where the scopes cannot be listed (`_scope_probes`)
         self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
         if refresher is None and home_app is not None:
             refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)

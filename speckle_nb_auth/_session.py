@@ -186,7 +186,7 @@ class Session:
                 client = self.new_client(server, pair, app_id)
             except SpeckleAuthError as err:
                 return SignedIn(self.still_signed_in(_token_message(err, server, source)))
-            check = sources.check_scopes(wanted, sources.token_scopes(client))
+            check = sources.scope_check(client, wanted)
             if check.missing:
                 if source == "oauth":  # made for this sign-in and now held by nobody: take it back
                     with contextlib.suppress(SpeckleAuthError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from ._desktop import desktop_accounts
 from ._dotenv import read_dotenv, skipped_dotenvs
 from ._errors import MissingScope, NotSignedIn, SpeckleAuthError
 from ._protocol import TokenPair, normalize_server_url
+from ._scope_probes import probe_scopes
 
 __all__ = [
     "Candidate",
@@ -194,7 +195,7 @@ def sign_in(
         except SpeckleAuthError as err:
             last = f"{candidate.description}: {err.message}"
             continue
-        check = check_scopes(wanted, token_scopes(client) if wanted or fetch_scopes else None)
+        check = scope_check(client, wanted) if wanted or fetch_scopes else check_scopes(wanted, None)
         if check.missing:
             client.close()
             last = f"{candidate.description}: {check.missing_message()}"
@@ -237,6 +238,12 @@ def token_scopes(client: Client) -> list[str] | None:
         return None
 
 
+def scope_check(client: Client, wanted: tuple[str, ...]) -> ScopeCheck:
+    """`check_scopes` for a client: its listed scopes, else a probe of each one wanted."""
+    held = token_scopes(client)
+    return check_scopes(wanted, held, probe_scopes(client, wanted) if held is None and wanted else None)
+
+
 @dataclass(frozen=True)
 class ScopeCheck:
     """`held` is None when the token's scopes cannot be learned (a personal token without `tokens:read`, an
@@ -246,6 +253,8 @@ class ScopeCheck:
     held: tuple[str, ...] | None
     missing: tuple[str, ...]
     unrequested_writes: tuple[str, ...]
+    probed: tuple[str, ...] = ()  # requested scopes checked one by one, where `held` is None
+    unchecked: tuple[str, ...] = ()  # requested scopes nothing could check
 
     @property
     def ok(self) -> bool:
@@ -253,8 +262,10 @@ class ScopeCheck:
 
     def missing_message(self) -> str:
         names, plural = ", ".join(self.missing), "s" if len(self.missing) > 1 else ""
+        how = (" (its scopes cannot be listed, so the server was asked under each: it refused)"
+               if self.held is None else "")
         return (
-            f"This token lacks the scope{plural} this notebook asks for: {names}. "
+            f"This token lacks the scope{plural} this notebook asks for: {names}{how}. "
             "Sign in with a token or app that has them."
         )
 
@@ -266,8 +277,15 @@ class ScopeCheck:
         if self.missing:
             return self.missing_message()
         if self.held is None:
-            unknown = "This token's scopes cannot be listed here, so they were not checked."
-            return unknown if self.requested else ""
+            said = []
+            if self.probed:
+                said.append("This token's scopes cannot be listed here, so the server was asked under each: it "
+                            f"holds {', '.join(self.probed)}.")
+            if self.unchecked:
+                lead = "Not" if self.probed else "This token's scopes cannot be listed here, and these were not"
+                said.append(f"{lead} checked, since no harmless question shows them: "
+                            f"{', '.join(self.unchecked)}. Requests that need them may be refused.")
+            return " ".join(said)
         if self.unrequested_writes and self.requested:
             return (
                 "This token can also change things the notebook did not ask for: "
@@ -281,10 +299,18 @@ class ScopeCheck:
         return [{"name": s, "write": is_write_scope(s), "unrequested": s in extra} for s in self.held or ()]
 
 
-def check_scopes(requested: Iterable[str] | None, held: Iterable[str] | None) -> ScopeCheck:
+def check_scopes(
+    requested: Iterable[str] | None, held: Iterable[str] | None, probed: Mapping[str, bool | None] | None = None
+) -> ScopeCheck:
+    """What the token lacks of `requested`, from its listed scopes (`held`), else from the answers of
+    `_scope_probes` (`probed`): a scope neither can show is unchecked, never passed."""
     wanted = normalize_scopes(requested)
     if held is None:
-        return ScopeCheck(wanted, None, (), ())
+        answers = probed or {}
+        missing = tuple(s for s in wanted if answers.get(s) is False)
+        passed = tuple(s for s in wanted if answers.get(s) is True)
+        unchecked = tuple(s for s in wanted if answers.get(s) is None)
+        return ScopeCheck(wanted, None, missing, (), passed, unchecked)
     have = tuple(dict.fromkeys(str(s) for s in held))
     missing = tuple(s for s in wanted if s not in have)
     extra = tuple(s for s in have if is_write_scope(s) and s not in wanted)

@@ -259,7 +259,8 @@ class LoginPanel(ShownOnce, PanelTraits):
             )
 
     def _check(self) -> sources.ScopeCheck:
-        return sources.check_scopes(self._wanted, self.session.held)
+        client = self.session.client
+        return sources.check_scopes(self._wanted, self.session.held, client.probed_scopes if client else None)
 
     def say(self, *, message: str = "", error: str = "") -> None:
         with self._guard():

@@ -23,6 +23,7 @@ from ._errors import (
     SpeckleRefused,
     SpeckleServerError,
     SpeckleUnreachable,
+    SsoSessionExpired,
 )
 from ._version import __version__
 
@@ -53,6 +54,7 @@ __all__ = [
     "SpeckleRefused",
     "SpeckleServerError",
     "SpeckleUnreachable",
+    "SsoSessionExpired",
     "__version__",
     "get_client",
     "login",

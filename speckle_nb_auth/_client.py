@@ -17,7 +17,14 @@ import httpx
 from . import _protocol as protocol
 from ._auth import Refresher, SpeckleAuth
 from ._credentials import app_from_environment
-from ._errors import LogoutFailed, MissingScope, NotSignedIn, SpeckleAuthError, SpeckleServerError
+from ._errors import (
+    LogoutFailed,
+    MissingScope,
+    NotSignedIn,
+    SpeckleAuthError,
+    SpeckleServerError,
+    SsoSessionExpired,
+)
 from ._protocol import Reply, Secret, ServerInfo, TokenPair, UserInfo, mask
 from ._transport import DEFAULT_TIMEOUT, call, ssl_context, unreachable
 
@@ -71,6 +78,7 @@ class Client:
         # not the app of whatever token it was handed.
         self._app_id = (app_id or "").strip() or None
         self.probed_scopes: dict[str, bool | None] = {}  # where the scopes cannot be listed (`_scope_probes`)
+        self._on_sso_expired: list[Callable[[SsoSessionExpired], None]] = []
         self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
         if refresher is None and home_app is not None:
             refresher = direct_refresher(self._plain, self._url, home_app.app_id, home_app.app_secret)
@@ -106,7 +114,7 @@ class Client:
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run a GraphQL query or mutation and return its `data`; errors raise (`MissingScope` names the
-        scope the token lacks)."""
+        scope the token lacks, `SsoSessionExpired` the workspace whose SSO sign-in lapsed)."""
         body: dict[str, Any] = {"query": query}
         if variables:
             body["variables"] = dict(variables)
@@ -115,7 +123,15 @@ class Client:
                 response = self._http.post("/graphql", json=body)
             except httpx.RequestError as err:
                 raise unreachable(self._url, err) from None
-        return protocol.parse_graphql(self._url, Reply(response.status_code, response.content))
+        try:
+            return protocol.parse_graphql(self._url, Reply(response.status_code, response.content))
+        except SsoSessionExpired as err:
+            for tell in self._on_sso_expired:  # the login panel shows the address that renews it
+                tell(err)
+            raise
+
+    def on_sso_expired(self, tell: Callable[[SsoSessionExpired], None]) -> None:
+        self._on_sso_expired.append(tell)
 
     def scopes(self) -> list[str] | None:
         """The token's scopes, as the server tells them: a personal access token's from the user's token list

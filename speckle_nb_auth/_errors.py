@@ -36,6 +36,7 @@ __all__ = [
     "SpeckleRefused",
     "SpeckleServerError",
     "SpeckleUnreachable",
+    "SsoSessionExpired",
 ]
 
 
@@ -84,6 +85,19 @@ class MissingScope(SpeckleRefused):
     def __init__(self, message: str, *, scope: str) -> None:
         super().__init__(message)
         self.scope = scope
+
+
+class SsoSessionExpired(SpeckleRefused):
+    """A workspace with single sign-on refused a valid token: the user's SSO session for it has lapsed (Speckle
+    asks again after a week by default). Renewing the token does not help; signing in to the workspace at
+    `renew_url` in a browser does."""
+
+    code = "sso_session_expired"
+
+    def __init__(self, message: str, *, workspace: str, renew_url: str) -> None:
+        super().__init__(message)
+        self.workspace = workspace
+        self.renew_url = renew_url
 
 
 class AccessCodeRejected(SpeckleRefused):

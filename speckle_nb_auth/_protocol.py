@@ -30,6 +30,7 @@ from ._errors import (
     SpeckleServerError,
 )
 from ._secret import Secret, mask
+from ._workspace_sso import check_sso
 
 __all__ = [
     "INVALID_TOKEN_BODY",
@@ -484,6 +485,7 @@ def parse_graphql(server: str, reply: Reply) -> dict[str, Any]:
         payload = reply.json()
     except (ValueError, UnicodeDecodeError):
         raise _unexpected(server, reply) from None
+    check_sso(server, payload)
     if not isinstance(payload, dict) or reply.status not in (200, 400):
         raise _unexpected(server, reply)
     errors = payload.get("errors")

@@ -18,6 +18,7 @@ never replaces a working one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import keyword
 import threading
 import weakref
@@ -31,7 +32,7 @@ from . import _registry as registry
 from . import _sources as sources
 from ._client import Client
 from ._dotenv import dotenv_notices, remember_in_dotenv
-from ._errors import NotSignedIn, RefreshRejected, SpeckleAuthError
+from ._errors import NotSignedIn, RefreshRejected, SpeckleAuthError, SsoSessionExpired
 from ._protocol import TokenPair
 from ._public_app import PUBLIC_APP_ID
 from ._rotation import rotation_notice
@@ -232,6 +233,7 @@ class Session:
             old, self.client = self.client, client
             registry.register(client)
             client.on_logout(self._client_logged_out)
+            client.on_sso_expired(functools.partial(_show_sso_expired, self))
             self.source, self.held, self.origin = source, held, origin
             notes: list[str] = []
             remembered = False
@@ -427,3 +429,7 @@ def _quietly(make: Callable[[], Any], fallback: Any) -> Any:
         return fallback
 
 
+def _show_sso_expired(session: Session, err: SsoSessionExpired) -> None:
+    """A call met a workspace whose SSO session lapsed: every view shows the address that renews it."""
+    for view in session.views():
+        view.say(error=err.message)

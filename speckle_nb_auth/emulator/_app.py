@@ -106,6 +106,9 @@ class _Speckle(_Base):
             if fault.kind == "error":
                 self._send(fault.status, b"Internal Server Error", "text/plain; charset=utf-8")
                 return
+            if fault.kind == "sso":
+                self._send(401, _sso_expired(fault.workspace), _JSON)
+                return
             await asyncio.sleep(fault.delay)
         if self.request.method != "OPTIONS":
             self._authenticate()
@@ -268,6 +271,13 @@ class _Control(_Base):
         return fields
 
 
+def _sso_expired(workspace: str) -> bytes:
+    """Speckle's answer to a workspace request after the user's SSO session for it lapsed."""
+    error = {"message": workspace, "extensions": {"code": "SSO_SESSION_MISSING_OR_EXPIRED_ERROR",
+                                                  "workspaceSlug": workspace, "statusCode": 401}}
+    return json.dumps({"errors": [error], "data": None}).encode()
+
+
 class _Faults(_Control):
     route = "/__emulator__/faults"
 
@@ -281,6 +291,7 @@ class _Faults(_Control):
                 delay=float(spec.get("delay", 2.0)),
                 status=int(spec.get("status", 502)),
                 after=spec.get("after", 0),
+                workspace=str(spec.get("workspace", "acme")),
             )
         except (TypeError, ValueError) as err:
             raise HTTPError(400, reason=str(err)) from None

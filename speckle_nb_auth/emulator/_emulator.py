@@ -167,11 +167,12 @@ class Emulator:
         delay: float = 2.0,
         status: int = 502,
         after: int = 0,
+        workspace: str = "acme",
     ) -> None:
         """Make the next `count` requests to `route` (None: all, until `clear_faults`) `slow` (answered after
-        `delay` seconds), `error` (HTTP `status`, "Internal Server Error") or `drop` (connection closed),
-        once `after` requests have passed untouched."""
-        self._traffic.inject(route, kind, count=count, delay=delay, status=status, after=after)
+        `delay` seconds), `error` (HTTP `status`, "Internal Server Error"), `drop` (connection closed) or `sso`
+        (the user's SSO session for `workspace` has lapsed), once `after` requests have passed untouched."""
+        self._traffic.inject(route, kind, count=count, delay=delay, status=status, after=after, workspace=workspace)
 
     def clear_faults(self) -> None:
         self._traffic.clear()

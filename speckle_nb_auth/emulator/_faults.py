@@ -14,20 +14,23 @@ from typing import Literal, get_args
 
 __all__ = ["Fault", "FaultKind", "RequestHeaders", "Traffic"]
 
-FaultKind = Literal["slow", "error", "drop"]
+FaultKind = Literal["slow", "error", "drop", "sso"]
 
 
 @dataclass
 class Fault:
     """`slow`: wait `delay` seconds, then answer normally; `error`: answer `status` with a plain
-    "Internal Server Error"; `drop`: close the connection without an answer. `remaining` is how many more
-    requests it hits (None: until cleared), after letting `passing` more requests through untouched."""
+    "Internal Server Error"; `drop`: close the connection without an answer; `sso`: answer as Speckle does when
+    the user's SSO session for the workspace `workspace` has lapsed (HTTP 401, its GraphQL error). `remaining`
+    is how many more requests it hits (None: until cleared), after letting `passing` more requests through
+    untouched."""
 
     kind: FaultKind
     remaining: int | None
     delay: float
     status: int
     passing: int = 0
+    workspace: str = "acme"
 
 
 class RequestHeaders(dict[str, str]):
@@ -62,11 +65,12 @@ class Traffic:
         delay: float = 2.0,
         status: int = 502,
         after: int = 0,
+        workspace: str = "acme",
     ) -> None:
         """Make the next `count` requests to `route` (a path such as "/auth/token") fail as `kind`, once
         `after` requests have passed; replaces an earlier fault on that route."""
         if kind not in get_args(FaultKind):
-            raise ValueError(f"unknown fault kind {kind!r}: use 'slow', 'error' or 'drop'")
+            raise ValueError(f"unknown fault kind {kind!r}: use 'slow', 'error', 'drop' or 'sso'")
         if not route.startswith("/"):
             raise ValueError(f"a route is a path such as '/auth/token', not {route!r}")
         if count is not None and count < 1:
@@ -76,7 +80,7 @@ class Traffic:
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ValueError("after is how many requests pass before the fault: 0 or more")
         with self._lock:
-            fault = Fault(kind, count, float(delay), int(status), after)  # type: ignore[arg-type]
+            fault = Fault(kind, count, float(delay), int(status), after, str(workspace))  # type: ignore[arg-type]
             self._faults[route] = fault
 
     def clear(self) -> None:

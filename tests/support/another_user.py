@@ -6,6 +6,7 @@ plain user fails these tests with that reason rather than skipping them.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,15 @@ def run_as_nobody(argv: Sequence[str], **kwargs: object) -> subprocess.Completed
                           **kwargs)  # type: ignore[call-overload]
 
 
+def _python_for_anyone() -> str:
+    """A Python that another user can start: the system's where there is one (a venv's may live in root's home,
+    which nobody else may enter), else this one."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
 @contextmanager
 def listening_as_nobody(port: int, host: str = "127.0.0.1") -> Iterator[None]:
     """Another user's program listening on `port` of this machine, as the attacker's was."""
@@ -35,7 +45,7 @@ def listening_as_nobody(port: int, host: str = "127.0.0.1") -> Iterator[None]:
         "print('listening', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    process = subprocess.Popen([*_AS_NOBODY, sys.executable, "-c", script], stdin=subprocess.PIPE,
+    process = subprocess.Popen([*_AS_NOBODY, _python_for_anyone(), "-c", script], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == "listening"

@@ -89,6 +89,13 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
     from ._receiver import PortBusy
 
     server = _server(args.server)
+    if args.env_file is None and not credentials.keyring_available():
+        raise _Failed(
+            "No keyring works on this machine, so a sign-in made here could not be remembered: nothing was opened. "
+            f"Run `{_RUN} login --env-file` to keep it in a .env file readable only by you (and ignored by git in "
+            f"a repository), or make a personal access token at {server}/settings and set SPECKLE_TOKEN to it "
+            f"and SPECKLE_SERVER={server} in the environment."
+        )
     login = public_login(server)
     receiver = None
     if args.paste:
@@ -100,7 +107,7 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
             io.say(err.message)
     if receiver is None:
         with RedirectFile(login.authorize_url) as page:
-            _show(io, login.authorize_url, page if not args.no_browser else None)
+            _show(io, login.authorize_url, page if not args.no_browser else None, anywhere=True)
             code = _pasted_code(io, login)
     else:
         with receiver, RedirectFile(login.authorize_url) as page:
@@ -127,13 +134,14 @@ def _login(args: argparse.Namespace, io: _Console) -> int:
     return 0
 
 
-def _show(io: _Console, url: str, page: RedirectFile | None) -> None:
+def _show(io: _Console, url: str, page: RedirectFile | None, *, anywhere: bool = False) -> None:
     """Open the sign-in page through a file only this user can read (never the address on a command line),
-    else print the address."""
+    else print the address; `anywhere`: the answer is pasted, so any machine's browser will do."""
     if page is not None and page.open():
         io.say("Speckle's sign-in page is opening in your browser.")
         return
-    io.say("Open this address in a browser on this machine and sign in:")
+    where = "in a browser, on this machine or another," if anywhere else "in a browser on this machine"
+    io.say(f"Open this address {where} and sign in:")
     io.say(url)
 
 
@@ -164,8 +172,10 @@ def _keep(io: _Console, http: httpx.Client, server: str, who: WhoAmI, pair: Toke
         except (SpeckleAuthError, OSError):
             revoke_unheld(server, pair, http=http)
             raise
-        io.say(f"Saved to {path} (readable only by you, ignored by git): programs started in this folder sign in "
-               "from it.")
+        from ._dotenv import git_state
+
+        ignored = ", ignored by git" if git_state(path) == "ignored" else ""
+        io.say(f"Saved to {path} (readable only by you{ignored}): programs started in this folder sign in from it.")
         return
     try:
         credentials.remember(server, who.user.id, pair)
@@ -216,7 +226,7 @@ def _status(args: argparse.Namespace, io: _Console) -> int:
                 notice = rotation_message(age, client.url)
                 if notice:
                     io.say(f"  {notice}")
-            elif candidate.pair.refresh_token:
+            elif candidate.pair.refresh_token or _saved_by_login(candidate):
                 io.say("  Token: a \u201cLog in with Speckle\u201d sign-in (app tokens have no age to show).")
             else:
                 io.say("  Token: its age is not readable (an app token, or a personal one without tokens:read).")
@@ -228,6 +238,13 @@ def _status(args: argparse.Namespace, io: _Console) -> int:
         return 0
     io.fail(not_signed_in(named).message + f" Or run: {_RUN} login")
     return 1
+
+
+def _saved_by_login(candidate: Candidate) -> bool:
+    """A .env sign-in that `login --env-file` made (its token is an app token, without a refresh token)."""
+    from ._dotenv import saved_by_login
+
+    return candidate.path is not None and saved_by_login(candidate.path)
 
 
 def _source_notices(candidate: Candidate) -> list[str]:
@@ -247,14 +264,12 @@ def _logout(args: argparse.Namespace, io: _Console) -> int:
     remembered = credentials.recall(server)
     with _http() as http:
         for user_id, pair in remembered:
-            try:
-                call(http, protocol.logout(server, pair.token, pair.refresh_token))
-            except LogoutFailed:
-                pass  # already invalid on the server: forgetting it is all that is left
+            _revoke_quietly(http, server, pair)
             credentials.forget(server, user_id)
+        saved = _logout_dotenv(io, http, server)
     if remembered:
         io.say(f"Logged out of {server}: the remembered sign-in was revoked and forgotten.")
-    else:
+    elif not saved:
         io.say(f"No sign-in to {server} is remembered on this machine: nothing to log out.")
     if credentials.from_environment(server) is not None:
         io.say(
@@ -262,6 +277,36 @@ def _logout(args: argparse.Namespace, io: _Console) -> int:
             f"it with: {_RUN} revoke"
         )
     return 0
+
+
+def _revoke_quietly(http: httpx.Client, server: str, pair: TokenPair) -> None:
+    try:
+        call(http, protocol.logout(server, pair.token, pair.refresh_token))
+    except LogoutFailed:
+        pass  # already invalid on the server: forgetting it is all that is left
+
+
+def _logout_dotenv(io: _Console, http: httpx.Client, server: str) -> bool:
+    """The sign-in of the nearest .env file, for `server`: revoked and removed when `login --env-file` saved
+    it; left alone, and said, when the person put it there. True when there was one."""
+    from ._dotenv import forget_in_dotenv, read_dotenv, saved_by_login
+
+    found = read_dotenv()
+    if found is None or found.token is None:
+        return False
+    try:
+        if (protocol.normalize_server_url(found.server) if found.server else _server(None)) != server:
+            return False
+    except SpeckleAuthError:
+        return False
+    if not saved_by_login(found.path):
+        io.say(f"SPECKLE_TOKEN in {found.path} was left alone: you put it there, and it may be in use elsewhere. "
+               f"To end it, remove it from the file, or revoke it everywhere with: {_RUN} revoke < {found.path}")
+        return True
+    _revoke_quietly(http, server, TokenPair(found.token))
+    forget_in_dotenv(found.path)
+    io.say(f"Logged out of {server}: the sign-in saved in {found.path} was revoked and removed from it.")
+    return True
 
 
 def _read_token(io: _Console) -> str:

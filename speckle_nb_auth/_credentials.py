@@ -106,6 +106,16 @@ def _keyring():  # type: ignore[no-untyped-def]
     return keyring
 
 
+def keyring_available() -> bool:
+    """Whether a keyring backend that can store secrets is installed (asked before a sign-in that would be
+    remembered in it, so nobody signs in only to have the sign-in revoked again)."""
+    try:
+        _keyring()
+    except KeyringUnavailable:
+        return False
+    return True
+
+
 def _index(kr, service: str) -> list[str]:  # type: ignore[no-untyped-def]
     raw = kr.get_password(service, _INDEX)
     try:

@@ -28,9 +28,11 @@ __all__ = [
     "GitState",
     "dotenv_notices",
     "find_dotenv",
+    "forget_in_dotenv",
     "git_state",
     "read_dotenv",
     "remember_in_dotenv",
+    "saved_by_login",
     "skipped_dotenvs",
 ]
 
@@ -241,6 +243,31 @@ def _assignment(key: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*(export\s+)?{key}\s*=")
 
 
+# The line `remember_in_dotenv` writes above the sign-in it saved: `logout` revokes only a token it finds under
+# it (one the person put in the file is theirs, and may be in use elsewhere).
+MADE_HERE = "# A sign-in saved by `python -m speckle_nb_auth login --env-file`: `logout` revokes it and removes it."
+
+
+def saved_by_login(path: Path | str) -> bool:
+    """Whether the `.env` file's sign-in was saved by `login --env-file` (its line is in the file)."""
+    try:
+        return MADE_HERE in Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def forget_in_dotenv(path: Path | str) -> None:
+    """Remove the sign-in `remember_in_dotenv` saved (its line, `SPECKLE_SERVER`, `SPECKLE_TOKEN`); other lines
+    stay. The file is removed when nothing else was in it."""
+    target = Path(path)
+    kept = [line for line in target.read_text(encoding="utf-8").splitlines()
+            if line != MADE_HERE and not any(_assignment(key).match(line) for key in _KEYS)]
+    if not any(line.strip() for line in kept):
+        target.unlink()
+        return
+    _write_private(target, kept)
+
+
 def remember_in_dotenv(server: str, token: str, path: Path | str | None = None) -> Path:
     """Save a sign-in as `SPECKLE_TOKEN`/`SPECKLE_SERVER` in a `.env` file readable only by its owner (0600)
     that git ignores: `path`, else the nearest `.env`, else `.env` in the working directory. Inside a git work
@@ -254,9 +281,14 @@ def remember_in_dotenv(server: str, token: str, path: Path | str | None = None) 
     if target.exists():
         kept = [
             line for line in target.read_text(encoding="utf-8").splitlines()
-            if not any(_assignment(key).match(line) for key in _KEYS)
+            if line != MADE_HERE and not any(_assignment(key).match(line) for key in _KEYS)
         ]
-    lines = [*kept, f"SPECKLE_SERVER={server}", f"SPECKLE_TOKEN={token}"]
+    _write_private(target, [*kept, MADE_HERE, f"SPECKLE_SERVER={server}", f"SPECKLE_TOKEN={token}"])
+    return target
+
+
+def _write_private(target: Path, lines: list[str]) -> None:
+    """Replace `target` with `lines`, readable only by its owner (0600), all at once."""
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -267,7 +299,6 @@ def remember_in_dotenv(server: str, token: str, path: Path | str | None = None) 
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return target
 
 
 def _ensure_ignored(target: Path) -> None:

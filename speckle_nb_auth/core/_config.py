@@ -45,6 +45,12 @@ class SpeckleServer:
             return "public"
         return None
 
+    def describe_login(self) -> str:
+        """How "Log in with Speckle" works here, for a start-up log line."""
+        return {"registered": f"{self.url} (a registered app)",
+                "public": f"{self.url} (Speckle's public connector app)"}.get(self.login_app or "",
+                                                                             f"{self.url} (tokens only)")
+
     def app_credentials(self) -> tuple[str, str]:
         """The app's id and secret; only for a server with working OAuth."""
         if not self.oauth or self.app_id is None or self.app_secret is None:

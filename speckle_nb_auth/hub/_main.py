@@ -39,9 +39,8 @@ async def serve() -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    oauth = [s.url for s in service.logins.servers if s.oauth]
-    log.info("Speckle login service on %s:%d%s; OAuth login for %s", address, service.port, service.prefix,
-             ", ".join(oauth) or "none (Speckle's public app, with the address pasted back)")
+    log.info("Speckle login service on %s:%d%s; Log in with Speckle: %s", address, service.port, service.prefix,
+             ", ".join(s.describe_login() for s in service.logins.servers))
     check = asyncio.ensure_future(asyncio.gather(
         check_redirect_uris(client, service.logins.servers, service.callback_url, log),
         service.logins.learn_public_scopes(),

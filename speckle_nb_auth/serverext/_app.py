@@ -206,12 +206,8 @@ class SpeckleAuthApp(ExtensionApp):
         if relay is not None:
             self.log.info("Speckle login: through the hub's login service at %s", relay.service_url)
             return
-        oauth = [server.url for server in servers if server.oauth]
-        self.log.info(
-            "Speckle login: %d server(s) configured, OAuth login for %s",
-            len(servers),
-            ", ".join(oauth) or "none",
-        )
+        self.log.info("Speckle login: %d server(s): %s", len(servers),
+                      ", ".join(server.describe_login() for server in servers))
 
     def _make_relay(self, client: httpx.AsyncClient, problems: list[str]) -> Relay | None:
         if not self.login_service_url:

@@ -120,3 +120,11 @@ def test_servers_are_found_after_normalisation_only_among_the_configured() -> No
     assert find_server(servers, "https://app.speckle.systems.evil.org") is None
     assert find_server(servers, "javascript:alert(1)") is None
     assert find_server(servers, "") is None
+
+
+def test_the_start_up_line_says_how_each_server_signs_in() -> None:
+    """It once said "OAuth login for none" while the public app signed everyone in."""
+    assert SpeckleServer(LOCAL, "Local", "a" * 10, "s" * 10).describe_login() == f"{LOCAL} (a registered app)"
+    public = SpeckleServer(LOCAL, "Local", public_app=True).describe_login()
+    assert public == f"{LOCAL} (Speckle's public connector app)"
+    assert SpeckleServer(LOCAL, "Local").describe_login() == f"{LOCAL} (tokens only)"

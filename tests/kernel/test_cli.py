@@ -194,20 +194,20 @@ def test_another_users_listener_on_the_port_stops_login_before_anything_opens(
 
 def test_paste_mode_for_a_browser_on_another_machine(emu: Emulator, tmp_path: Path) -> None:
     login = Running(["login", emu.url, "--no-browser", "--paste"], env=cli_env(tmp_path), cwd=tmp_path)
+    login.line_where(lambda line: line == "Open this address in a browser, on this machine or another, and sign in:")
     url = login.line_where(is_sign_in_url(emu))
     login.type(consent(emu, authorize_url=url).replace("?", "/?") + "\n")
     code, out, err = login.finish()
     assert code == 0 and "Signed in" in out, out + err
 
 
-def test_without_a_keyring_it_says_how_to_use_speckle_token(emu: Emulator, tmp_path: Path) -> None:
+def test_without_a_keyring_it_offers_the_env_file_before_any_browser_opens(emu: Emulator, tmp_path: Path) -> None:
     env = cli_env(tmp_path, keyring="keyring.backends.fail.Keyring")
-    login = Running(["login", emu.url, "--no-browser"], env=env, cwd=tmp_path)
-    follow(emu, login.line_where(is_sign_in_url(emu)))
-    code, out, err = login.finish()
-    assert code == 0, out + err
-    assert "Signed in" in out and "SPECKLE_TOKEN" in out and f"{emu.url}/settings" in out
-    assert_no_secrets(emu, tmp_path, out, err)
+    done = run_cli(["login", emu.url, "--no-browser"], env=env, cwd=tmp_path)
+    assert done.returncode == 1 and "authn" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "No keyring works on this machine" in done.stderr and "nothing was opened" in done.stderr
+    assert "login --env-file" in done.stderr and "SPECKLE_TOKEN" in done.stderr and f"{emu.url}/settings" in done.stderr
+    assert emu.requests_seen("/auth/token") == 0  # no sign-in was made only to be revoked again
 
 
 def test_ctrl_c_cancels_and_closes_the_port(emu: Emulator, tmp_path: Path) -> None:
@@ -276,12 +276,29 @@ def test_login_can_remember_in_a_git_ignored_env_file_instead(emu: Emulator, tmp
     code, out, err = login.finish()
     assert code == 0, out + err
     saved = project / ".env"
-    assert f"Saved to {saved}" in out
+    assert f"Saved to {saved} (readable only by you, ignored by git)" in out
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=project).returncode == 0
     assert_no_secrets(emu, tmp_path, out, err)
     status = run_cli(["status"], env=env, cwd=project)
     assert f"Signed in to {emu.url} as" in status.stdout and f"from the .env file {saved}" in status.stdout
+    assert "a \u201cLog in with Speckle\u201d sign-in" in status.stdout  # no hedging about its own token
+    token = next(line.split("=", 1)[1] for line in saved.read_text().splitlines() if line.startswith("SPECKLE_TOKEN="))
+
+    logout = run_cli(["logout", emu.url], env=env, cwd=project)  # it once ignored the .env's sign-in
+    assert f"the sign-in saved in {saved} was revoked and removed from it" in logout.stdout, logout.stdout
+    assert not saved.exists()  # nothing else was in it
+    with pytest.raises(InvalidToken):
+        whoami(emu, token)
+
+
+def test_logout_leaves_a_token_the_person_put_in_the_env_file_alone(emu: Emulator, tmp_path: Path) -> None:
+    pat = emu.credentials["users"][1]["pat"]
+    (tmp_path / ".env").write_text(f"SPECKLE_SERVER={emu.url}\nSPECKLE_TOKEN={pat}\n")
+    logout = run_cli(["logout", emu.url], env=cli_env(tmp_path), cwd=tmp_path)
+    assert logout.returncode == 0 and "was left alone" in logout.stdout and "revoke <" in logout.stdout
+    assert whoami(emu, pat).user.name  # still valid: it may be what their CI uses
+    assert pat in (tmp_path / ".env").read_text() and pat not in logout.stdout
 
 
 @pytest.mark.parametrize("command", [["status"], ["logout"], ["login", "--no-browser"], ["revoke", "--server"]])

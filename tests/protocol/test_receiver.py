@@ -260,10 +260,10 @@ def test_a_busy_port_says_so_and_points_at_paste_back() -> None:
 def test_a_port_busy_on_ipv6_only_is_busy_too() -> None:
     if not IPV6:
         return  # no IPv6 loopback here: the IPv4 case above is the whole story
+    port = free_loopback_port()  # free on 127.0.0.1 too: a port only ::1 chose may be another server's there
     with socket.socket(socket.AF_INET6) as other:
-        other.bind(("::1", 0))
+        other.bind(("::1", port))
         other.listen()
-        port = other.getsockname()[1]
         with pytest.raises(PortBusy):
             LoopbackReceiver(f"http://localhost:{port}").start()
     assert refused("127.0.0.1", port)

@@ -78,6 +78,8 @@ class Client:
         # not the app of whatever token it was handed.
         self._app_id = (app_id or "").strip() or None
         self.probed_scopes: dict[str, bool | None] = {}  # where the scopes cannot be listed (`_scope_probes`)
+        # A sign-in made this token (an app's pair), rather than the person bringing it: `logout()` revokes it.
+        self.made_here = refresh_token is not None
         self._on_sso_expired: list[Callable[[SsoSessionExpired], None]] = []
         self._plain = httpx.Client(timeout=timeout, verify=ssl_context())
         if refresher is None and home_app is not None:
@@ -149,11 +151,13 @@ class Client:
                     found = [str(s.get("name")) for s in app.get("scopes") or [] if isinstance(s, dict)]
         return found
 
-    def logout(self, revoke: bool = True) -> None:
+    def logout(self, revoke: bool | None = None) -> None:
         """Sign out: with `revoke`, tell Speckle to invalidate the token (and its refresh token); forget any
-        remembered copy; close this client."""
+        remembered copy; close this client. By default a token a sign-in made (`made_here`) is revoked, and one
+        the person brought (a personal access token) is kept valid: it may serve their scripts and CI too."""
         if self._closed:
             return
+        revoke = self.made_here if revoke is None else revoke
         pair = self._auth.pair
         try:
             if revoke:

@@ -102,6 +102,7 @@ class Session:
         self.held: tuple[str, ...] | None = None
         self.remembered = False
         self.told_no_keyring = False
+        self.kept: tuple[str, TokenPair] | None = None  # a token the person brought, kept valid by Log out
         self.cancels = 0  # how many times someone pressed Cancel: ends a waiting login()
         self.parts: list[Part] = []
         # renews a pair of a server whose app this kernel does not hold (through the link or a browser view)
@@ -230,7 +231,8 @@ class Session:
         notices: list[str] | None = None,
     ) -> None:
         with self.lock:
-            old, self.client = self.client, client
+            old, self.client, self.kept = self.client, client, None
+            client.made_here = client.made_here and source != "desktop"  # Speckle's desktop apps made that one
             registry.register(client)
             client.on_logout(self._client_logged_out)
             client.on_sso_expired(functools.partial(_show_sso_expired, self))
@@ -283,38 +285,7 @@ class Session:
             raise RefreshRejected(NO_RENEWAL, code="refresh_unavailable")
         return self.renewer(server, pair)
 
-    # --- logging out ----------------------------------------------------------------------------------------
-
-    def logout(self) -> str | None:
-        """Log out from a panel; returns an error for people, or None."""
-        with self.lock:
-            client = self.client
-            if client is None:
-                return None
-            desktop, shared = self.source == "desktop", self.source in ("environment", "dotenv")
-            problem = None
-            try:
-                # A desktop account's token belongs to Speckle's desktop apps, SPECKLE_TOKEN to whatever set
-                # it (often automation too): neither is revoked from here.
-                client.logout(revoke=not (desktop or shared))
-            except SpeckleAuthError:
-                problem = (
-                    f"Logged out here, but {client.url} could not be reached to revoke the token: revoke it "
-                    f"yourself at {client.url}/settings (Developer settings, Access tokens)."
-                )
-            self._client_logged_out(client, quiet=True)
-        if problem:
-            self.broadcast("Logged out.")
-            return problem
-        if desktop:
-            self.broadcast("Logged out in this notebook; the desktop account stays signed in for Speckle's "
-                            "desktop apps.")
-        elif shared:
-            self.broadcast("Logged out in this notebook. SPECKLE_TOKEN was not revoked (it may serve other "
-                            "jobs); unset it to stop signing in with it, or revoke it in Speckle's settings.")
-        else:
-            self.broadcast("Logged out: the token was revoked and forgotten.")
-        return None
+    # --- logging out (from a panel: `_logout`) ----------------------------------------------------------------
 
     def _client_logged_out(self, client: Client, quiet: bool = False) -> None:
         """`Client.logout()` was called (from a panel or a cell): forget the sign-in everywhere."""

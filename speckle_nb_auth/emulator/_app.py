@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 from tornado.web import Application, HTTPError, RequestHandler
 
 from ._faults import Traffic
-from ._pages import consent_page, error_page, sign_in_page
+from ._pages import consent_page, error_page, sign_in_page, tokens_page
 from ._schema import Context, run
-from ._state import App, Rejected, State, Token
+from ._state import App, Rejected, State, Token, TokenCreateError
 
 __all__ = ["SESSION_COOKIE", "make_app"]
 
@@ -239,6 +239,40 @@ class _Verify(_Speckle):
         self._html(404, error_page("App not found", "This server has no app with that id: check the link."))
 
 
+class _Settings(_Speckle):
+    """Developer settings, where the panel's "Create a token" link leads: sign in, then make a personal access
+    token (the real frontend's /settings does the same with its own pages)."""
+
+    route = "/settings"
+
+    def get(self) -> None:
+        token = self.state.session_token(self.get_cookie(SESSION_COOKIE))
+        if token is None:
+            return self._html(200, sign_in_page(None, self.state.emails(), self.xsrf_form_html()))
+        self._html(200, tokens_page(self.state.user(token.user_id), self.xsrf_form_html()))
+
+    def post(self) -> None:
+        self.check_xsrf_cookie()
+        if self.get_body_argument("action", "") == "signin":
+            session = self.state.sign_in(self.get_body_argument("email", ""), self.get_body_argument("password", ""))
+            if session is None:
+                return self._html(401, sign_in_page(None, self.state.emails(), self.xsrf_form_html(),
+                                                    "Wrong email or password."))
+            self.set_cookie(SESSION_COOKIE, session, path="/", httponly=True, samesite="Lax")
+            return self.redirect(self.request.path, status=303)
+        token = self.state.session_token(self.get_cookie(SESSION_COOKIE))
+        if token is None:
+            return self.redirect(self.request.path, status=303)
+        user = self.state.user(token.user_id)
+        scopes = self.get_body_arguments("scopes")
+        try:
+            made = self.state.create_personal_token(token, self.get_body_argument("name", "") or "token", scopes, None)
+        except TokenCreateError as err:
+            return self._html(400, tokens_page(user, self.xsrf_form_html(), error=str(err)))
+        self.set_header("Cache-Control", "no-store")
+        self._html(200, tokens_page(user, self.xsrf_form_html(), made=made))
+
+
 class _NotFound(_Speckle):
     def _missing(self, *_args: str) -> None:
         raise HTTPError(404)
@@ -321,7 +355,7 @@ def _log_request(handler: RequestHandler) -> None:
 
 def make_app(state: State, traffic: Traffic, control_token: str) -> Application:
     deps = {"state": state, "traffic": traffic, "control_token": control_token}
-    handlers: list[type[_Base]] = [_AccessCode, _Token, _Logout, _GraphQL, _Faults, _Clock]
+    handlers: list[type[_Base]] = [_AccessCode, _Token, _Logout, _GraphQL, _Settings, _Faults, _Clock]
     routes: list[Any] = [(handler.route, handler, deps) for handler in handlers]
     routes.append((r"/authn/verify/([^/]+)/([^/]+)", _Verify, deps))
     return Application(

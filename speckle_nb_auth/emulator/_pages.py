@@ -11,7 +11,7 @@ from html import escape
 
 from ._state import ALL_SCOPES, App, User
 
-__all__ = ["consent_page", "error_page", "sign_in_page"]
+__all__ = ["consent_page", "error_page", "sign_in_page", "tokens_page"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; }
@@ -33,14 +33,16 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def sign_in_page(app: App, emails: Iterable[str], xsrf_input: str, error: str | None = None) -> str:
-    """`xsrf_input` is Tornado's ready-made hidden input (already escaped)."""
+def sign_in_page(app: App | None, emails: Iterable[str], xsrf_input: str, error: str | None = None) -> str:
+    """`xsrf_input` is Tornado's ready-made hidden input (already escaped); `app` is None on the settings."""
     hint = ", ".join(escape(email) for email in emails)
     problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    wants = (f"<p><strong>{escape(app.name)}</strong> wants to use your Speckle account.</p>" if app
+             else "<p>Sign in to make a personal access token.</p>")
     return _page(
         "Sign in",
         f"<h1>Sign in to Speckle</h1>"
-        f"<p><strong>{escape(app.name)}</strong> wants to use your Speckle account.</p>"
+        f"{wants}"
         f"{problem}"
         f'<form method="post">{xsrf_input}'
         f'<label for="email">Email</label>'
@@ -74,3 +76,25 @@ def consent_page(app: App, user: User, xsrf_input: str) -> str:
 
 def error_page(title: str, message: str) -> str:
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
+
+
+def tokens_page(user: User, xsrf_input: str, made: str | None = None, error: str | None = None) -> str:
+    """Developer settings, Access tokens: make a personal access token, shown once (`made`)."""
+    shown = (f'<p role="status">Your new token (copy it now: it is not shown again):</p>'
+             f'<p><code id="new-token">{escape(made)}</code></p>') if made else ""
+    problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    boxes = "".join(
+        f'<label><input type="checkbox" name="scopes" value="{escape(scope)}" style="display:inline;width:auto"> '
+        f"<code>{escape(scope)}</code>: {escape(text)}</label>"
+        for scope, text in ALL_SCOPES.items() if scope != "tokens:write"
+    )
+    return _page(
+        "Access tokens",
+        f"<h1>Developer settings: access tokens</h1>"
+        f"<p>Signed in as <strong>{escape(user.name)}</strong> ({escape(user.email)}).</p>"
+        f"{shown}{problem}"
+        f'<form method="post">{xsrf_input}'
+        f'<label for="name">Token name</label><input id="name" name="name" required value="notebook">'
+        f"<fieldset><legend>Scopes</legend>{boxes}</fieldset>"
+        f'<button type="submit" name="action" value="create">Create token</button></form>',
+    )

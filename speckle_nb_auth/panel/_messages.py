@@ -6,7 +6,8 @@ Browser -> kernel (`model.send({type, ...})`, delivered to `on_msg` as `(widget,
     pat             {server, token}             sign in with a personal access token
     oauth           {server_url, token, refresh_token, app_id}   the pair claimed from the server extension
     desktop         {index}                     sign in with the desktop account listed at `index`
-    logout                                      log out (revoke, forget, remove the variable)
+    logout                                      log out (forget, remove the variable; revoke a token made here)
+    revoke_kept                                 "Also revoke it on Speckle": the token Log out kept valid
     cancel                                      the person gave up waiting for "Log in with Speckle"
     flow            {flow, server}              a login tab was opened: the kernel follows and claims it
     flow_done       {flow}                      the result page said that login ended: look now
@@ -106,6 +107,11 @@ class Logout:
 
 
 @dataclass(frozen=True)
+class RevokeKept:
+    pass
+
+
+@dataclass(frozen=True)
 class Cancel:
     pass
 
@@ -151,8 +157,8 @@ class RefreshFailed:
 
 
 Message = (
-    Ready | Pat | OAuth | Desktop | Logout | Cancel | FlowStarted | FlowDone | KernelLogin | Paste | RememberFile
-    | Refreshed | RefreshFailed
+    Ready | Pat | OAuth | Desktop | Logout | RevokeKept | Cancel | FlowStarted | FlowDone | KernelLogin | Paste
+    | RememberFile | Refreshed | RefreshFailed
 )
 
 
@@ -189,6 +195,8 @@ def parse(content: Any) -> Message | None:
         return Desktop(index)
     if kind == "logout":
         return Logout()
+    if kind == "revoke_kept":
+        return RevokeKept()
     if kind == "cancel":
         return Cancel()
     if kind == "flow":

@@ -40,6 +40,9 @@ class PanelTraits(anywidget.AnyWidget):
     kernel_refresh = t.Bool(False, help="the kernel can refresh by itself (app credentials in its env)").tag(
         sync=True
     )
+    kept_token = t.Bool(False, help="Log out kept a token the person brought: offer to revoke it too").tag(
+        sync=True
+    )
     no_keyring = t.Bool(False, help="Remember me found no keyring: offer a .env file instead").tag(sync=True)
     panel_id = t.Unicode("", help="names this panel in mailbox messages").tag(sync=True)
     mailbox = t.Unicode("", help="the extension's mailbox the kernel reads while cells run; '' for none").tag(

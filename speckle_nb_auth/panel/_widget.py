@@ -21,6 +21,7 @@ from .. import _sources as sources
 from .._browser_renewal import handling_message
 from .._desktop import DesktopAccount, desktop_accounts
 from .._errors import SpeckleAuthError
+from .._logout import log_out, revoke_kept
 from .._protocol import TokenPair
 from .._session import Session, check_variable_name
 from .._sessions import parts_of, session_for
@@ -168,11 +169,8 @@ class LoginPanel(ShownOnce, PanelTraits):
                     "That desktop account is no longer listed: run login() again to refresh the list."))
                 return
             self._sign_in(account.server_url, account.pair, "desktop", store=self.remember)
-        elif isinstance(message, msgs.Logout):
-            if session.client is None:
-                self.say(message="Not signed in.")
-                return
-            problem = session.logout()
+        elif isinstance(message, (msgs.Logout, msgs.RevokeKept)):
+            problem = (log_out if isinstance(message, msgs.Logout) else revoke_kept)(session)
             if problem:
                 self.say(error=problem)
         elif isinstance(message, msgs.Cancel):
@@ -236,7 +234,7 @@ class LoginPanel(ShownOnce, PanelTraits):
             if client is None:
                 self._set(status="signed_out", source="", server_name="", user_name="", user_email="",
                           user_avatar="", scopes=[], missing_scopes=[], error="", message=message,
-                          waiting_until=0.0, internal_remember=False)
+                          waiting_until=0.0, internal_remember=False, kept_token=session.kept is not None)
                 return
             check = self._check()
             notes = [message, check.describe()]
@@ -255,7 +253,7 @@ class LoginPanel(ShownOnce, PanelTraits):
                 waiting_until=0.0,
                 no_keyring=session.told_no_keyring and not session.remembered
                 and session.source not in ("dotenv", "environment"),
-                internal_remember=session.remembered,
+                internal_remember=session.remembered, kept_token=False,
             )
 
     def _check(self) -> sources.ScopeCheck:

@@ -121,6 +121,8 @@ function render({ model, el }) {
       <datalist id="${id}-l"></datalist><button type="button" class="snb-login">Log in with Speckle</button></div>
     <p class="snb-noext">No Speckle server extension runs here: this kernel signs you in through Speckle's
       connector app. A personal access token, a desktop account or SPECKLE_TOKEN work too.</p>
+    <p class="snb-kept snb-row"><button type="button" class="snb-revoke-kept">Also revoke it on Speckle</button>
+      <span>Ends the token everywhere: scripts and CI jobs that use it stop working.</span></p>
     <p class="snb-nooauth"></p>
     <p class="snb-appnote"></p>
     <div class="snb-waiting snb-row"><a class="snb-open-link" target="_blank" rel="noopener">Open the Speckle sign-in page</a>
@@ -160,6 +162,8 @@ function render({ model, el }) {
     "user-email", "server-name", "variable", "scopes", "logout", "hint-server", "remember-row", "remember", "status",
     "error", "cancel"].map($);
   const rememberFile = $("remember-file");
+  const [kept, revokeKept] = [$("kept"), $("revoke-kept")];
+  revokeKept.onclick = () => tell(model, { type: "revoke_kept" });
   const patBox = $("pat-box");
   // where no keyring works, an explicit choice: a .env file only its owner can read, which git ignores
   rememberFile.title = "Saves SPECKLE_TOKEN and SPECKLE_SERVER to a .env file readable only by you (mode 0600) and ignored by git";
@@ -195,6 +199,7 @@ function render({ model, el }) {
     signedOut.hidden = signed || stale;
     signedIn.hidden = !signed || stale;
     rememberRow.hidden = stale;
+    kept.hidden = signed || stale || !get("kept_token");
     const missing = lacking();
     login.hidden = ext === undefined;
     noExt.hidden = ext !== null || !!own;
@@ -242,7 +247,7 @@ function render({ model, el }) {
     const asked = get("requested_scopes");
     requested.hidden = !asked.length;
     requested.textContent = `This notebook asks for the scope${asked.length === 1 ? "" : "s"}: ${asked.join(", ")}`;
-    for (const b of [logout, patSubmit, ...accounts.querySelectorAll("button")]) b.disabled = busy;
+    for (const b of [logout, patSubmit, revokeKept, ...accounts.querySelectorAll("button")]) b.disabled = busy;
     remember.checked = get("remember");
     rememberFile.hidden = !(signed && get("no_keyring"));
     const until = get("waiting_until") * 1000;
@@ -403,7 +408,7 @@ function render({ model, el }) {
     }
   };
   const onStale = () => ((stale = true), stopFlow(), update());
-  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring sign_in_url sign_in_paste".split(" ");
+  const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring kept_token sign_in_url sign_in_paste".split(" ");
   const onChange = () => {
     const signed = get("status") === "signed_in";
     if (signed) stopFlow(); // signed in, here or some other way meanwhile

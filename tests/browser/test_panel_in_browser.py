@@ -201,7 +201,8 @@ def test_personal_access_token(open_notebook: Any) -> None:
 
 
 def test_log_out(open_notebook: Any) -> None:
-    """Log out -> the panel is signed out, `speckle` is gone, the token is revoked on the server."""
+    """Log out -> the panel is signed out and `speckle` is gone; a pasted token stays valid (it may be what the
+    person's CI uses) until "Also revoke it on Speckle" is pressed."""
     session = open_notebook([LOGIN_CELL, NAME_CELL, EXISTS_CELL])
     stack, ui = session.stack, session.ui
     ada = stack.credentials["users"][0]
@@ -217,5 +218,13 @@ def test_log_out(open_notebook: Any) -> None:
     expect(panel.user_name).to_have_text("")
     expect(panel.error).to_be_hidden()
     assert ui.run_cell(2).strip() == "False"
-    assert not token_is_valid(stack.emulator, token), "logging out did not revoke the token on the server"
+    assert token_is_valid(stack.emulator, token), "Log out revoked a token the person brought"
+    also = panel.root.get_by_role("button", name="Also revoke it on Speckle")
+    expect(also).to_be_visible()
+    expect(panel.status).to_contain_text("was not revoked")
+    screenshot(panel, f"{stack.frontend}-logged-out-token-kept.png")
+    also.click()
+    expect(panel.status).to_contain_text("no longer works anywhere")
+    expect(also).to_be_hidden()
+    assert not token_is_valid(stack.emulator, token), "Also revoke did not revoke the token on the server"
     expect(panel.root.get_by_role("button", name=LOGIN_BUTTON)).to_be_enabled()

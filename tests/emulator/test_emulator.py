@@ -1088,3 +1088,20 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
         assert printed.count(user["email"]) == 1 and printed.count(user["password"]) == 1
     for secret in (creds["pat"], creds["session_token"], creds["app_secret"], creds["control_token"]):
         assert secret not in printed
+
+
+def test_the_token_page_the_panel_links_to_makes_a_personal_access_token(emu: Emulator, browser: httpx.Client) -> None:
+    """The panel's "Create a token" opens SERVER/settings: it led to a 404 on the emulator."""
+    assert "Sign in to make a personal access token" in browser.get("/settings").text
+    assert sign_in(browser, "/settings", "ada@example.com", "wrong").status_code == 401
+    assert sign_in(browser, "/settings", "ada@example.com", password_of(emu, "ada@example.com")).status_code == 303
+    signed = browser.get("/settings")
+    assert signed.status_code == 200 and "access tokens" in signed.text and "tokens:write" not in signed.text
+    made = browser.post("/settings", data={"_xsrf": xsrf(signed.text), "action": "create", "name": "ci",
+                                           "scopes": ["profile:read", "streams:read"]})
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    token = re.search(r'<code id="new-token">([0-9a-f]{42})</code>', made.text).group(1)  # type: ignore[union-attr]
+    who = httpx.post(f"{emu.url}/graphql", json={"query": "{ activeUser { name } }"},
+                     headers={"Authorization": f"Bearer {token}"}).json()
+    assert who["data"]["activeUser"]["name"] == "Ada Lovelace"
+    assert token not in browser.get("/settings").text  # shown once

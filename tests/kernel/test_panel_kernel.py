@@ -162,7 +162,9 @@ def test_remember_stores_in_the_keyring_and_a_new_panel_signs_in_from_it(emulato
 
     deliver(again, {"type": "logout"})
     assert recall(emulator.url) == []
-    assert not works(emulator, pat)
+    assert works(emulator, pat) and again.kept_token  # a token the person brought stays theirs
+    deliver(again, {"type": "revoke_kept"})
+    assert not works(emulator, pat) and not again.kept_token
 
 
 def test_remember_toggled_while_signed_in(emulator, panels, memory_keyring):
@@ -229,11 +231,36 @@ def test_logout_keeps_a_reassigned_variable(emulator, panels, shell):
 
 def test_logout_with_the_server_down_still_signs_out_here(emulator, panels, shell):
     panel = panels()
-    deliver(panel, {"type": "pat", "server": emulator.url, "token": emulator.credentials["pat"]})
+    hand_over(panel, emulator.url, *token_pair(emulator))  # a sign-in made here: Log out revokes it
     emulator.inject_fault("/auth/logout", "drop")
     deliver(panel, {"type": "logout"})
     assert panel.status == "signed_out" and "speckle" not in shell.user_ns
     assert "revoke it yourself at " + emulator.url + "/settings" in panel.error
+
+
+def test_logout_keeps_a_pasted_token_valid_until_also_revoke_is_pressed(emulator, panels, shell):
+    """A pasted personal access token may be what the person's CI uses: Log out once revoked it."""
+    pat = make_pat(emulator, ["profile:read"])
+    panel = panels()
+    deliver(panel, {"type": "pat", "server": emulator.url, "token": pat})
+    deliver(panel, {"type": "logout"})
+    assert panel.status == "signed_out" and "speckle" not in shell.user_ns
+    assert works(emulator, pat) and panel.kept_token
+    assert "was not revoked" in panel.message and "Also revoke it on Speckle" in panel.message
+    emulator.inject_fault("/auth/logout", "drop")
+    deliver(panel, {"type": "revoke_kept"})
+    assert "could not be revoked" in panel.error and panel.kept_token and works(emulator, pat)  # try again later
+    deliver(panel, {"type": "revoke_kept"})
+    assert not works(emulator, pat) and not panel.kept_token and "no longer works anywhere" in panel.message
+    assert pat not in panel.message + panel.error
+
+    other = make_pat(emulator, ["profile:read"])
+    deliver(panel, {"type": "pat", "server": emulator.url, "token": other})
+    shell.user_ns["speckle"].logout()  # from a cell: the same default, by whose the token is
+    assert works(emulator, other)
+    deliver(panel, {"type": "pat", "server": emulator.url, "token": other})
+    shell.user_ns["speckle"].logout(revoke=True)  # revoke= keeps its meaning
+    assert not works(emulator, other)
 
 
 # --- refreshing ---------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigurationError, InvalidServerURL
-from .._protocol import normalize_server_url
+from .._protocol import is_loopback_host, normalize_server_url, typed_server_url
 
 __all__ = ["SERVER_KEYS", "SpeckleServer", "find_server", "read_servers", "redirect_uri_problem"]
 
@@ -134,15 +134,39 @@ def read_servers(
     return servers, problems
 
 
+def typed_public_server(typed: str, *, allow_http: bool = False) -> SpeckleServer | None:
+    """A server set up nowhere, as typed in the panel, for the public connector app; None for no address."""
+    try:
+        url = normalize_server_url(typed_server_url(typed), allow_http=allow_http)
+    except InvalidServerURL:
+        return None
+    return SpeckleServer(url, urlsplit(url).netloc, public_app=True)
+
+
+def same_server(a: str, b: str) -> bool:
+    """Two normalised addresses of one server: `localhost`, `127.0.0.1` and `[::1]` are this machine alike."""
+    return _loopback_as_one(a) == _loopback_as_one(b)
+
+
+def _loopback_as_one(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not is_loopback_host(host):
+        return url
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"loopback{port}", parts.path, "", ""))
+
+
 def find_server(
     servers: Iterable[SpeckleServer], url: str, *, allow_http: bool = False
 ) -> SpeckleServer | None:
-    """The configured server `url` names, compared after normalisation; None for any other address."""
+    """The configured server `url` names, compared after normalisation (this machine by any of its names);
+    None for any other address."""
     try:
         wanted = normalize_server_url(url, allow_http=allow_http)
     except InvalidServerURL:
         return None
-    return next((server for server in servers if server.url == wanted), None)
+    return next((server for server in servers if same_server(server.url, wanted)), None)
 
 
 def _text(value: Any) -> str | None:

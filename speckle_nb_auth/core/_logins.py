@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .._errors import SpeckleAuthError
+from .._errors import SpeckleAuthError, SpeckleUnreachable
 from .._protocol import (
     ChallengeMethod,
     Secret,
@@ -31,7 +31,7 @@ from .._public_app import PUBLIC_APP_ID, PublicLogin, aconnector_app, arefresh, 
 from .._receiver import LoopbackReceiver, PortBusy, PortHeldByAnother, Received
 from .._transport import acall
 from .._version import __version__
-from ._config import SpeckleServer, find_server
+from ._config import SpeckleServer, find_server, typed_public_server
 from ._flows import Flow, FlowIdInUse, FlowStore, is_flow_id
 from ._mailbox import Mailboxes
 
@@ -64,9 +64,11 @@ class Logins:
         *,
         challenge_method: ChallengeMethod = "plain",
         allow_http: bool = False,
+        any_public_server: bool = False,
         log: logging.Logger,
     ) -> None:
         self.servers = list(servers)
+        self.any_public_server = any_public_server  # the public app on any typed server: never for a hub
         self.default_server = default_server
         self.store = store
         self.client = client
@@ -83,6 +85,7 @@ class Logins:
             "mailbox": True,  # the panel may reach its kernel through `mailbox/<id>` while a cell runs
             "servers": [self._public(server) for server in self.servers],
             "default_server": self.default_server.url if self.default_server else None,
+            "any_server": self.any_public_server,
         }
 
     def _public(self, server: SpeckleServer) -> dict[str, Any]:
@@ -120,6 +123,8 @@ class Logins:
         if server.login_app == "public":
             try:
                 app = await aconnector_app(server.url, http=self.client)
+            except SpeckleUnreachable:
+                raise _nothing_answers(server.url, self.servers) from None
             except SpeckleAuthError as err:
                 raise Refused(502, err.code, "Speckle's connector app is not available", err.message) from None
             self.public_scopes[server.url] = list(app.scopes)
@@ -320,6 +325,8 @@ class Logins:
         server = self.default_server
         if server_url:
             server = find_server(self.servers, server_url, allow_http=self.allow_http)
+            if server is None and self.any_public_server:
+                server = typed_public_server(server_url, allow_http=self.allow_http)
         if server is None:
             known = ", ".join(s.url for s in self.servers) or "none"
             raise Refused(
@@ -346,6 +353,12 @@ class Logins:
                 "use a personal access token instead.",
             )
         return server
+
+
+def _nothing_answers(url: str, servers: Sequence[SpeckleServer]) -> Refused:
+    known = ", ".join(s.url for s in servers) or "none"
+    return Refused(502, "unreachable", "Nothing answers at that address",
+                   f"Nothing answers at {url}: is the address right (a typo)? Servers set up here: {known}.")
 
 
 def _app(server: SpeckleServer) -> tuple[str, Secret]:

@@ -60,8 +60,13 @@ async function tell(model, message) {
   model.send(message);
 }
 
-const host = (url) => (url || "").trim().replace(/^\w+:\/\//, "").replace(/\/+$/, "").toLowerCase();
-const origin = (url) => (/^https?:\/\//i.test(url) ? url : "https://" + url).replace(/\/+$/, "");
+// Server addresses as the kernel reads them: this machine by any of its names is one server, and a bare
+// loopback host is plain http (anything else https)
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?=:|\/|$)/;
+const host = (url) => (url || "").trim().replace(/^\w+:\/\//, "").replace(/\/+$/, "").toLowerCase()
+  .replace(LOOPBACK, "loopback");
+const origin = (url) => (/^https?:\/\//i.test(url) ? url
+  : (LOOPBACK.test(url.trim().toLowerCase()) ? "http://" : "https://") + url).replace(/\/+$/, "");
 
 const h = (tag, props, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
@@ -182,7 +187,10 @@ function render({ model, el }) {
   remember.onchange = () => (model.set("remember", remember.checked), model.save_changes());
 
   const typed = () => ext?.servers.find((s) => host(s.url) === host(server.value));
-  const chosen = () => (typed()?.oauth ? typed() : undefined);
+  // a server set up nowhere: the extension signs in to it with the public connector app, if anything answers there
+  const anywhere = () => (ext?.any_server && server.value.trim() && !typed()
+    ? { url: origin(server.value.trim()), name: host(server.value), oauth: true, app: "public" } : undefined);
+  const chosen = () => (typed()?.oauth ? typed() : anywhere());
   // what the public connector app cannot give this notebook, known before any tab opens
   const lacking = () => { const c = chosen(); return c?.app === "public" && Array.isArray(c.scopes)
     ? get("requested_scopes").filter((s) => !c.scopes.includes(s)) : []; };
@@ -211,7 +219,9 @@ function render({ model, el }) {
       ? `Speckle's connector app cannot give the scope${missing.length === 1 ? "" : "s"} this notebook asks for (${missing.join(", ")}): use a personal access token that has ${missing.length === 1 ? "it" : "them"}.`
       : pick
       ? `This Jupyter server has no Speckle app for ${pick.name || pick.url}, so it takes personal access tokens only.`
-      : "This Jupyter server is not set up to log in to that server with Speckle: use a personal access token.";
+      : ext?.servers.some((s) => s.app === "public")
+      ? `This Jupyter server signs in with Speckle only to ${ext.servers.filter((s) => s.oauth).map((s) => s.name || s.url).join(", ")}: use a personal access token for another server.`
+      : "Log in with Speckle is off here for servers without a registered app (the public connector app is turned off): use a personal access token.";
     appNote.hidden = !(chosen()?.app === "public") || !!missing.length || !!flow;
     appNote.textContent = "Signs in through Speckle's connector app: nothing to set up, and its tokens can also write your projects.";
     waiting.hidden = !flow && !own;

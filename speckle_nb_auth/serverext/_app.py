@@ -198,6 +198,7 @@ class SpeckleAuthApp(ExtensionApp):
             http_client,
             challenge_method=method,
             allow_http=self.allow_http,
+            any_public_server=self.public_app and relay is None,
             log=self.log,
         )
         self.routes = Routes(self.logins, self.log)

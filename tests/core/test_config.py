@@ -128,3 +128,11 @@ def test_the_start_up_line_says_how_each_server_signs_in() -> None:
     public = SpeckleServer(LOCAL, "Local", public_app=True).describe_login()
     assert public == f"{LOCAL} (Speckle's public connector app)"
     assert SpeckleServer(LOCAL, "Local").describe_login() == f"{LOCAL} (tokens only)"
+
+
+def test_this_machine_by_any_of_its_names_finds_the_configured_server() -> None:
+    local = SpeckleServer("http://127.0.0.1:3000", "Local", public_app=True)
+    for typed in ("localhost:3000", "http://localhost:3000/", "[::1]:3000", "http://127.0.0.1:3000"):
+        assert find_server([local], typed) is local, typed
+    for other in ("localhost:3001", "https://localhost.example.org:3000", "127.0.0.2.example.org:3000"):
+        assert find_server([local], other) is None, other

@@ -61,6 +61,8 @@ class FakeJupyter:
         self.refreshes: list[dict] = []
         self.logins: list[dict] = []
         self.state = dict(STATE)
+        self.servers = list(SERVERS)
+        self.any_server = False
         self.nbclassic = False  # serve the page as nbclassic does: the base URL on <body>, no config script
         fake = self
 
@@ -96,7 +98,8 @@ class FakeJupyter:
                     if fake.extension is not True:  # False: not there; a number: there, refusing with it
                         code = 404 if fake.extension is False else fake.extension
                         return self.reply(code, {"message": "Not found" if code == 404 else "Forbidden"})
-                    status = {"version": "1", "default_server": "https://emu.example", "servers": SERVERS}
+                    status = {"version": "1", "default_server": "https://emu.example", "servers": fake.servers,
+                              "any_server": fake.any_server}
                     return self.reply(200, status)
                 if url.path == "/speckle-auth/login":
                     fake.logins.append(query)
@@ -275,6 +278,42 @@ def test_login_button_only_for_oauth_servers(open_panel, jupyter):
     assert page.is_disabled(".snb-login")
     page.fill(".snb-server", "emu.example/")
     assert not page.is_disabled(".snb-login")
+
+
+def test_this_machine_by_any_of_its_names_is_the_configured_server(open_panel, jupyter):
+    """`localhost` for a server configured as 127.0.0.1 once got "not set up to log in to that server"."""
+    jupyter.servers.append({"url": "http://127.0.0.1:3000", "name": "Local", "oauth": True})
+    page = open_panel()
+    page.wait_for_function("!document.querySelector('.snb-login').disabled")
+    for typed in ("localhost:3000", "http://localhost:3000/", "[::1]:3000", "127.0.0.1:3000"):
+        page.fill(".snb-server", typed)
+        assert not page.is_disabled(".snb-login"), typed
+    page.fill(".snb-server", "localhost:3001")  # another port: another server
+    assert page.is_disabled(".snb-login")
+    page.fill(".snb-server", "localhost:3000")
+    page.click(".snb-login")
+    page.wait_for_function("document.querySelector('.snb-open-link').href.includes('login?')")
+    assert "server=http%3A%2F%2F127.0.0.1%3A3000" in page.get_attribute(".snb-open-link", "href")
+
+
+def test_a_server_set_up_nowhere_signs_in_with_the_public_app_or_says_why_not(open_panel, jupyter):
+    jupyter.any_server = True
+    page = open_panel()
+    page.wait_for_function("!document.querySelector('.snb-login').disabled")
+    page.fill(".snb-server", "speckle.example.org")
+    assert not page.is_disabled(".snb-login")  # the extension asks that server for its connector app
+    jupyter.any_server, jupyter.servers = False, [{"url": "https://emu.example", "name": "Emu", "oauth": True,
+                                                   "app": "public"}]
+    page = open_panel()
+    page.wait_for_function("!document.querySelector('.snb-login').disabled")
+    page.fill(".snb-server", "speckle.example.org")
+    assert page.is_disabled(".snb-login")
+    assert "signs in with Speckle only to Emu" in page.inner_text(".snb-nooauth")
+    jupyter.servers = [{"url": "https://emu.example", "name": "Emu", "oauth": False, "app": None}]
+    page = open_panel()
+    page.wait_for_function("document.querySelector('.snb-login').disabled")
+    page.fill(".snb-server", "speckle.example.org")
+    assert "public connector app is turned off" in page.inner_text(".snb-nooauth")
 
 
 def test_without_the_extension_says_so(open_panel, jupyter):

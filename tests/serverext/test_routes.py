@@ -52,6 +52,7 @@ async def test_status_lists_the_servers_and_never_a_secret(browser: Browser, emu
             {"url": PAT_ONLY, "name": "PAT only", "oauth": False, "app": None},
         ],
         "default_server": emulator.url,
+        "any_server": False,  # the public app is off here: only the servers set up sign in
     }
     creds = emulator.credentials
     assert creds["app_secret"] not in reply.text and creds["app_id"] not in reply.text

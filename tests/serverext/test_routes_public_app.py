@@ -162,6 +162,24 @@ async def test_cancel_closes_the_port_at_once_and_ends_the_login(
     assert "cancelled" in (await browser.get(f"speckle-auth/flows/{FLOW}")).json()["message"]
 
 
+async def test_any_server_signs_in_with_the_public_app_and_a_typo_is_named(
+    browser: Browser, emulator: Emulator
+) -> None:
+    """The README says "Log in with Speckle" works on any server: one set up nowhere got "not set up"."""
+    assert (await browser.get("speckle-auth/status")).json()["any_server"] is True
+    with Emulator(connector_redirect_url=f"http://localhost:{free_loopback_port()}") as elsewhere:
+        reply = await browser.get("speckle-auth/login", server=elsewhere.url.replace("127.0.0.1", "localhost"),
+                                  flow=FLOW)
+        assert reply.status_code == 302, reply.text
+        assert reply.headers["Location"].startswith(elsewhere.url.replace("127.0.0.1", "localhost")
+                                                    + "/authn/verify/sca/")
+    nothing = f"http://127.0.0.1:{free_loopback_port()}"
+    typo = await browser.get("speckle-auth/login", server=nothing, flow="f" * 20)
+    assert typo.status_code == 502
+    assert f"Nothing answers at {nothing}: is the address right (a typo)?" in typo.text
+    assert emulator.url in typo.text  # the servers set up here are offered
+
+
 async def test_paste_needs_xsrf(browser: Browser, emulator: Emulator) -> None:
     await start_login(browser, emulator)
     reply = await browser.post(f"speckle-auth/flows/{FLOW}/code", {"pasted": "x"}, xsrf=False)
@@ -178,5 +196,6 @@ class TestPublicAppOff:
     ) -> None:
         status = (await browser.get("speckle-auth/status")).json()
         assert status["servers"] == [{"url": emulator.url, "name": "Emulator", "oauth": False, "app": None}]
+        assert status["any_server"] is False
         reply = await browser.get("speckle-auth/login", server=emulator.url, flow=FLOW)
         assert reply.status_code == 400 and "personal access token" in reply.text

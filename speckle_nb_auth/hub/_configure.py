@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,18 +18,21 @@ SERVER_SCOPES = ("users:activity!user", "access:servers!server")
 _log = logging.getLogger("speckle_nb_auth.hub")
 
 
-@dataclass(frozen=True)
-class _FromHubEnvironment:
-    """The value of one of the hub's own environment variables, read when JupyterHub starts the service: so the
-    secret is neither in the configuration (which JupyterHub logs at debug level) nor in any command line."""
+class _FromHubEnvironment(str):
+    """The value of one of the hub's own environment variables, read when JupyterHub starts the service (it
+    calls what is callable in a service's environment): so the secret is neither in the configuration, which
+    JupyterHub logs at debug level, nor in any command line. As text it is only the variable's name, which is
+    what JupyterHub stores of it in its database (it warned at every start about an object it could not)."""
 
     name: str
 
+    def __new__(cls, name: str) -> _FromHubEnvironment:
+        made = super().__new__(cls, f"<the hub's ${name}>")
+        made.name = name
+        return made
+
     def __call__(self, spawner: Any) -> str:
         return os.environ.get(self.name, "")
-
-    def __repr__(self) -> str:
-        return f"<the hub's ${self.name}>"
 
 
 def configure(

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
+from tornado.log import access_log
 
 from .._secret import Secret
 from .._web import LoginRoute
@@ -294,6 +295,21 @@ class RefreshHandler(_JsonHandler):
             self.answer(await self.routes.refresh(self.request.body, user))
 
 
+class RootHandler(web.RequestHandler):
+    """The service's own address, which JupyterHub checks every minute: a 200 with its name, and nothing else
+    (a 404 there filled the hub's log)."""
+
+    def initialize(self, service: LoginService, hub_auth: HubOAuth) -> None:
+        self.service = service
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(f"The hub's Speckle login service ({self.service.name}).\n")
+
+    head = get  # type: ignore[assignment]
+
+
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
     """JupyterHub's own end of the hub login, with the service's log line (its code and state hidden)."""
 
@@ -304,6 +320,16 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
         return f"{self.request.method} {scrubbed(self.request.uri or '')} ({self.request.remote_ip})"
 
 
+def _log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log, with one 404 made quiet: the panel asks about its login right after the click,
+    before the hub's own sign-in of the tab has let the service start it, so "unknown" is expected there."""
+    status = handler.get_status()
+    expected = status == 404 and isinstance(handler, FlowHandler)
+    level = logging.INFO if status < 400 or expected else logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(logging.DEBUG if expected else level, "%d %s %.2fms", status,
+                   handler._request_summary(), 1000.0 * handler.request.request_time())  # noqa: SLF001
+
+
 def make_app(service: LoginService, hub_auth: HubOAuth, *, cookie_secret: bytes | None = None) -> web.Application:
     prefix = service.prefix
     args = {"service": service, "hub_auth": hub_auth}
@@ -312,10 +338,11 @@ def make_app(service: LoginService, hub_auth: HubOAuth, *, cookie_secret: bytes 
             ("status", StatusHandler), ("login", LoginHandler), ("callback", CallbackHandler),
             ("result", ResultHandler), ("flows/([^/]+)", FlowHandler), ("flows/([^/]+)/claim", ClaimHandler),
             ("flows/([^/]+)/code", PastedHandler), ("refresh", RefreshHandler),
-            ("oauth_callback", OAuthCallbackHandler),
+            ("oauth_callback", OAuthCallbackHandler), ("", RootHandler),
         )
     ]
-    return web.Application(routes, cookie_secret=cookie_secret or os.urandom(32), xsrf_cookies=False)
+    return web.Application(routes, cookie_secret=cookie_secret or os.urandom(32), xsrf_cookies=False,
+                           log_function=_log_request)
 
 
 def service_from_environment(

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from jupyterhub.orm import JSONDict
 from jupyterhub.services.auth import HubOAuth
 from support.fake_hub import SERVICE_SCOPE, FakeHub
 from support.processes import answers, free_loopback_port, start_server, stop_process
@@ -92,6 +93,19 @@ def follow(client: httpx.Client, response: httpx.Response) -> httpx.Response:
 
 def callback_path(callback: str) -> str:
     return "callback?" + urlsplit(callback).query
+
+
+def test_the_hubs_checks_and_early_polls_leave_no_warning_in_its_log(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JupyterHub checks the service's address every minute, and the panel asks about its login before the
+    hub's sign-in of the tab lets the service start it: neither may fill the hub's log with 404s."""
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"), running.client("alice") as alice:
+        root = httpx.get(running.url, trust_env=False)
+        assert root.status_code == 200 and "Speckle login service" in root.text
+        assert alice.get(f"flows/{secrets.token_urlsafe(18)}").status_code == 404
+    assert [r for r in caplog.records if r.name == "tornado.access" and r.levelno >= logging.WARNING] == []
+    assert any(r.name == "tornado.access" and "/flows/" in r.getMessage() for r in caplog.records)
 
 
 def test_every_route_needs_a_hub_user_with_the_service_scope(running: Running) -> None:
@@ -260,7 +274,9 @@ def test_the_relay_tells_a_service_that_is_down_or_lost_the_login(running: Runni
     assert claim.status == 502 and claim.body["message"] == SERVICE_DOWN
 
 
-def test_configure_adds_the_service_and_never_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configure_adds_the_service_and_never_the_secret(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     secret = secrets.token_hex(20)
     monkeypatch.setenv("MY_SPECKLE_SECRET", secret)
     c = Config()
@@ -277,6 +293,10 @@ def test_configure_adds_the_service_and_never_the_secret(monkeypatch: pytest.Mon
     assert service["url"] == "http://hub:10101" and service["oauth_no_confirm"] is True
     assert service["command"][1:] == ["-m", "speckle_nb_auth.hub"]
     assert service["environment"]["SPECKLE_APP_SECRET"](None) == secret  # read when the hub starts it
+    # What the hub stores of the service in its database: the variable's name, and no warning at every start
+    with caplog.at_level(logging.WARNING):
+        stored = JSONDict().process_bind_param(service["environment"], None)
+    assert not caplog.records and secret not in stored and "MY_SPECKLE_SECRET" in stored
     assert service["environment"]["SPECKLE_AUTH_BIND_IP"] == "0.0.0.0"
     assert service["environment"]["SPECKLE_AUTH_STATE_FILE"] == str(Path.cwd() / "speckle-auth-owners.sqlite")
     roles = {role["name"]: role["scopes"] for role in c.JupyterHub.load_roles}

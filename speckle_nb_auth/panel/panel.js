@@ -85,6 +85,8 @@ const left = (deadline) => {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 };
 
+const PASTE_AFTER = 8000; // ms before the paste-back box shows for a sign-in tab that has not come back
+
 // This page's id: a renewal names the one page to ask, so two tabs of one notebook do not both renew.
 const PAGE = randomId(12);
 
@@ -132,6 +134,7 @@ function render({ model, el }) {
     <p class="snb-appnote"></p>
     <div class="snb-waiting snb-row"><a class="snb-open-link" target="_blank" rel="noopener">Open the Speckle sign-in page</a>
       <span class="snb-left"></span><button type="button" class="snb-cancel">Cancel</button></div>
+    <button type="button" class="snb-other-machine snb-linkish">Signing in on another machine?</button>
     <form class="snb-paste snb-row"><label for="${id}-a">Sign-in tab ended on a page that can't be reached at
       http://localhost…? Copy that page's address here:</label>
       <input id="${id}-a" class="snb-paste-input" autocomplete="off" spellcheck="false">
@@ -167,6 +170,8 @@ function render({ model, el }) {
     "user-email", "server-name", "variable", "scopes", "logout", "hint-server", "remember-row", "remember", "status",
     "error", "cancel"].map($);
   const rememberFile = $("remember-file");
+  const otherMachine = $("other-machine");
+  otherMachine.onclick = () => flow && ((flow.pasteShown = true), update(), pasted.focus());
   const [kept, revokeKept] = [$("kept"), $("revoke-kept")];
   revokeKept.onclick = () => tell(model, { type: "revoke_kept" });
   const patBox = $("pat-box");
@@ -225,7 +230,11 @@ function render({ model, el }) {
     appNote.hidden = !(chosen()?.app === "public") || !!missing.length || !!flow;
     appNote.textContent = "Signs in through Speckle's connector app: nothing to set up, and its tokens can also write your projects.";
     waiting.hidden = !flow && !own;
-    pasteForm.hidden = !flow?.public || !!own;
+    // on this machine the tab comes back by itself: the box for its address only when it is needed, asked for,
+    // or the tab has not come back after a few seconds
+    const pasteWanted = flow?.pasteNeeded || flow?.pasteShown || Date.now() - (flow?.started || 0) > PASTE_AFTER;
+    pasteForm.hidden = !flow?.public || !!own || !pasteWanted;
+    otherMachine.hidden = !flow?.public || !!own || !pasteForm.hidden;
     cancel.hidden = !!own;
     patBox.hidden = !!own;
     if (own) link.href = get("sign_in_url"), link.textContent = "Open the Speckle sign-in page";
@@ -261,8 +270,10 @@ function render({ model, el }) {
     remember.checked = get("remember");
     rememberFile.hidden = !(signed && get("no_keyring"));
     const until = get("waiting_until") * 1000;
-    const kernelWaits = !signed && until > Date.now()
-      ? ` The next cells run once you have signed in (login() waits until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}).` : "";
+    // one deadline on show: a login in progress counts down its own, so login()'s is named only before one starts
+    const kernelWaits = signed || until <= Date.now() ? ""
+      : flow ? " The next cells run once you have signed in."
+      : ` The next cells run once you have signed in (login() waits until ${new Date(until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}).`;
     const ownText = (get("sign_in_paste")
       ? "Log in with Speckle opens Speckle's sign-in page: sign in there, then paste the address the sign-in tab ended on at the prompt below this cell."
       : "Log in with Speckle opens Speckle's sign-in page: the next cells run once you have signed in there.")
@@ -281,7 +292,8 @@ function render({ model, el }) {
     const conf = chosen();
     if (!conf) return say("Log in with Speckle is not set up for this server: use a personal access token.", true);
     stopFlow();
-    const f = { id: randomId(), deadline: Date.now() + 10 * 60e3, mailbox: !!get("mailbox"), public: conf.app === "public" };
+    const f = { id: randomId(), started: Date.now(), deadline: Date.now() + 10 * 60e3, mailbox: !!get("mailbox"),
+      public: conf.app === "public" };
     // on a hub with the Speckle login service, the tab signs in at the service (`login_base`), which holds the secret
     const url = (ext.login_base || baseUrl() + "speckle-auth/") + "login?server=" + encodeURIComponent(conf.url) + "&flow=" + f.id
       + "&_xsrf=" + encodeURIComponent(xsrf()); // the login route changes state: it refuses other sites
@@ -318,7 +330,7 @@ function render({ model, el }) {
   // opened in the click (popup blockers), blank, and sent to Speckle once the kernel names the address.
   function startKernelLogin() {
     stopFlow();
-    const f = { id: randomId(), deadline: Date.now() + 10 * 60e3, kernel: true, public: true };
+    const f = { id: randomId(), started: Date.now(), deadline: Date.now() + 10 * 60e3, kernel: true, public: true };
     try {
       f.tab = window.open("about:blank", "_blank");
       if (f.tab) f.tab.opener = null;
@@ -350,6 +362,11 @@ function render({ model, el }) {
 
   function tick(f) {
     if (Date.now() > f.deadline) return stopFlow(f), say(ENDED.expired, true);
+    // the kernel follows this login: ask once whether its answer can come back by itself (else: paste-back)
+    if (f.public && !f.kernel && f.asked === undefined && Date.now() - f.started > 1500) {
+      f.asked = true;
+      api("flows/" + f.id).then((r) => r.data.paste && ((f.pasteNeeded = true), update())).catch(() => {});
+    }
     update();
   }
 
@@ -378,6 +395,7 @@ function render({ model, el }) {
     try {
       const r = await api("flows/" + f.id);
       const state = r.ok ? r.data.status : r.status === 404 ? "pending" : "failed"; // 404: the tab has not started it yet
+      if (r.data.paste) f.pasteNeeded = true; // the answer cannot come back by itself: the box is needed
       if (f.stopped || state === "pending") return;
       stopFlow(f);
       if (state !== "done") return say(r.data.message || ENDED[state] || ENDED.failed, true);
@@ -412,6 +430,7 @@ function render({ model, el }) {
       stopFlow(), update(), login.focus();
     } else if (msg.type === "authorize" && typeof msg.url === "string" && /^https?:\/\//.test(msg.url)) {
       flow.url = link.href = msg.url;
+      flow.pasteNeeded = !!msg.paste;
       link.textContent = flow.tab ? "Open the Speckle sign-in page again" : "Open the Speckle sign-in page";
       if (flow.tab && !flow.tab.closed) flow.tab.location.href = msg.url;
       update();
@@ -419,8 +438,13 @@ function render({ model, el }) {
   };
   const onStale = () => ((stale = true), stopFlow(), update());
   const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring kept_token sign_in_url sign_in_paste".split(" ");
+  let wasWaiting = false;
   const onChange = () => {
     const signed = get("status") === "signed_in";
+    // Run All scrolls the notebook on past the panel: bring it back into view when login() starts waiting here
+    const waitingNow = !signed && get("waiting_until") * 1000 > Date.now();
+    if (waitingNow && !wasWaiting) el.scrollIntoView?.({ block: "nearest" });
+    wasWaiting = waitingNow;
     if (signed) stopFlow(); // signed in, here or some other way meanwhile
     note = ["", false];
     update();
@@ -445,7 +469,7 @@ function render({ model, el }) {
   extension().then((status) => {
     ext = status;
     servers.replaceChildren(...(ext?.servers || []).map((s) => h("option", { value: s.url, label: s.name || s.url })));
-    if (ext && !server.value) server.value = ext.default_server || ext.servers[0]?.url || "";
+    if (!server.value) server.value = ext ? ext.default_server || ext.servers[0]?.url || "" : get("default_server");
     if (!ext && refusedWith) noExt.textContent = `Jupyter refused the Speckle login extension here (HTTP ${refusedWith}), `
       + "so this kernel signs you in through Speckle's connector app; a personal access token, a desktop account or "
       + "SPECKLE_TOKEN work too. Reloading the page may bring the extension back.";

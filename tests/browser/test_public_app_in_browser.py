@@ -23,9 +23,9 @@ pytestmark = pytest.mark.browser
 LOGIN = "from speckle_nb_auth import login\nlogin(wait=False)"
 
 
-# the extension's path and the kernel's (the same panel code, no server part: what VS Code gives a kernel) in both
-@pytest.fixture(scope="module", params=[("lab", "extension"), ("notebook", "extension"), ("lab", "kernel"),
-                                        ("notebook", "kernel")],
+# the extension's path and the kernel's (the same panel code, no server part: what VS Code gives a kernel), one
+# in each frontend: the panel is one ES module in both, and the other tests run every panel test in both
+@pytest.fixture(scope="module", params=[("lab", "extension"), ("notebook", "kernel")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from speckle_nb_auth.emulator import Emulator

@@ -316,6 +316,49 @@ def test_a_server_set_up_nowhere_signs_in_with_the_public_app_or_says_why_not(op
     assert "public connector app is turned off" in page.inner_text(".snb-nooauth")
 
 
+def test_the_waiting_panel_hides_paste_back_until_asked_and_shows_one_deadline(open_panel, jupyter):
+    """On this machine the sign-in tab comes back by itself: the paste-back box once showed at once, next to two
+    deadlines ("9:56 left" and "login() waits until 03:57 PM")."""
+    import time
+
+    jupyter.servers = [{"url": "https://emu.example", "name": "Emu", "oauth": True, "app": "public"}]
+    page = open_panel(waiting_until=time.time() + 300)
+    page.wait_for_function("!document.querySelector('.snb-login').disabled")
+    assert "login() waits until" in page.inner_text(".snb-status")  # before a login starts: the only deadline
+    page.evaluate("window.open = () => null")
+    page.click(".snb-login")
+    page.wait_for_function("document.querySelector('.snb-left').textContent.includes('left')")
+    status = page.inner_text(".snb-status")
+    assert "waits until" not in status and "The next cells run once you have signed in." in status
+    assert page.is_hidden(".snb-paste") and page.is_visible(".snb-other-machine")
+    page.click(".snb-other-machine")
+    assert page.is_visible(".snb-paste") and page.is_hidden(".snb-other-machine")
+    assert page.evaluate("document.activeElement.classList.contains('snb-paste-input')")
+
+
+def test_the_panel_comes_into_view_when_login_starts_waiting(open_panel, jupyter):
+    """Run All scrolls the notebook to its end, away from the panel that waits."""
+    page = open_panel()
+    page.evaluate("""() => {
+        const root = document.getElementById("root");
+        root.before(Object.assign(document.createElement("div"), { style: "height: 3000px" }));
+        root.after(Object.assign(document.createElement("div"), { style: "height: 3000px" }));
+        window.scrollTo(0, document.body.scrollHeight);
+    }""")
+    in_view = "(() => { const r = document.querySelector('.snb-panel').getBoundingClientRect();" \
+              " return r.top < innerHeight && r.bottom > 0; })()"
+    assert not page.evaluate(in_view)
+    page.evaluate("window.model.update({ waiting_until: Date.now() / 1000 + 300 })")
+    page.wait_for_function(in_view)
+
+
+def test_without_the_extension_the_server_field_shows_the_default_as_its_value(open_panel, jupyter):
+    jupyter.extension = False
+    page = open_panel(default_server="https://speckle.example.org")
+    page.wait_for_function("!document.querySelector('.snb-noext').hidden")
+    assert page.input_value(".snb-server") == "https://speckle.example.org"  # once only a grey placeholder
+
+
 def test_without_the_extension_says_so(open_panel, jupyter):
     jupyter.extension = False
     page = open_panel()

@@ -13,10 +13,11 @@ matrix=.venv-matrix
 # Never the browser or JupyterHub tests, by their markers and by their folders (tests/hub/real; the hub service's
 # own tests, in tests/hub, need no hub and stay). What does not depend on the Python or on the dependencies'
 # versions ran once already, in make test: the project's own checks (tests/project: the pinned lint and type tools,
-# the packaging checks, the demo, the code's structure), the panel's ES module in Chromium, and pre-commit's own
-# install of the hook.
+# the packaging checks, the demo, the code's structure), the panel's ES module in Chromium, pre-commit's own
+# install of the hook, and the terminal commands in subprocesses (stdlib argparse, getpass and a browser stand-in
+# around the same client code the other tests run at both ends).
 fast=(-m "not browser and not hub" --ignore=tests/browser --ignore=tests/hub/real -q -p no:cacheprovider
-      --ignore=tests/project --ignore=tests/kernel/test_panel_esm.py
+      --ignore=tests/project --ignore=tests/kernel/test_panel_esm.py --ignore=tests/kernel/test_cli.py
       --deselect tests/kernel/test_hygiene.py::test_the_shipped_hook_installs_and_runs_as_pre_commit_installs_it)
 [ -x "$uv" ] || { echo "ci-matrix: $uv is missing: run 'make test' first, which installs it." >&2; exit 1; }
 

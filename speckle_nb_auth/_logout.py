@@ -50,7 +50,8 @@ def log_out(session: Session) -> str | None:
                   "jobs); remove it from the file to stop signing in with it.",
     }.get(source, "Logged out in this notebook. The token you brought was not revoked: it still works wherever "
                   "else you use it (scripts, CI). \u201cAlso revoke it on Speckle\u201d ends it everywhere."
-          if keep else "Logged out: the token was revoked and forgotten."))
+          if keep else "Logged out: the token was revoked and forgotten. To sign in as someone else, sign out of "
+                       "Speckle in this browser first (Use another account)."))
     return None
 
 

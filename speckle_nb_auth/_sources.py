@@ -276,6 +276,9 @@ class ScopeCheck:
         """One line for people: what is missing, or which unrequested write scopes the token holds."""
         if self.missing:
             return self.missing_message()
+        if self.held is None and not self.requested:
+            return ("This token's scopes cannot be listed here (Speckle lists them for a known app's token, or "
+                    "for a personal access token that has tokens:read), so none are shown.")
         if self.held is None:
             said = []
             if self.probed:

@@ -65,7 +65,8 @@ def success(flow_id: str, account: str, server_url: str) -> Page:
         200,
         "Signed in to Speckle",
         f"You are signed in to {server_url}{who}. You can close this tab and go back to the notebook. Not your "
-        "account? Log out in the notebook's login panel and log in again.",
+        "account? Speckle signs in as whoever is signed in to it in this browser: sign out of Speckle here "
+        f"({server_url}, your avatar, Sign out), then log out in the notebook's login panel and log in again.",
         flow_id,
         "done",
     )

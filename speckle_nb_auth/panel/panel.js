@@ -63,8 +63,8 @@ async function tell(model, message) {
 // Server addresses as the kernel reads them: this machine by any of its names is one server, and a bare
 // loopback host is plain http (anything else https)
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?=:|\/|$)/;
-const host = (url) => (url || "").trim().replace(/^\w+:\/\//, "").replace(/\/+$/, "").toLowerCase()
-  .replace(LOOPBACK, "loopback");
+const host = (url) => (url || "").trim().toLowerCase().replace(/^https?:\/\//, "").replace(/\/+$/, "")
+  .replace(LOOPBACK, "loopback"); // another scheme ("htp://") stays in, and matches no server, as in the kernel
 const origin = (url) => (/^https?:\/\//i.test(url) ? url
   : (LOOPBACK.test(url.trim().toLowerCase()) ? "http://" : "https://") + url).replace(/\/+$/, "");
 
@@ -126,6 +126,11 @@ function render({ model, el }) {
     <div class="snb-row"><label for="${id}-s">Speckle server</label>
       <input id="${id}-s" class="snb-server" list="${id}-l" placeholder="app.speckle.systems" autocomplete="off">
       <datalist id="${id}-l"></datalist><button type="button" class="snb-login">Log in with Speckle</button></div>
+    <details class="snb-switch"><summary>Use another account</summary>
+      <p>Speckle's sign-in page signs in as whoever is signed in to Speckle in this browser, without asking. To
+        use another account (on a shared machine: always), first <a class="snb-switch-link" target="_blank"
+        rel="noopener noreferrer">open Speckle</a> and sign out there (your avatar, then Sign out), then click
+        Log in with Speckle again.</p></details>
     <p class="snb-noext">No Speckle server extension runs here: this kernel signs you in through Speckle's
       connector app. A personal access token, a desktop account or SPECKLE_TOKEN work too.</p>
     <p class="snb-kept snb-row"><button type="button" class="snb-revoke-kept">Also revoke it on Speckle</button>
@@ -171,6 +176,7 @@ function render({ model, el }) {
     "error", "cancel"].map($);
   const rememberFile = $("remember-file");
   const otherMachine = $("other-machine");
+  const [switchBox, switchLink] = [$("switch"), $("switch-link")];
   otherMachine.onclick = () => flow && ((flow.pasteShown = true), update(), pasted.focus());
   const [kept, revokeKept] = [$("kept"), $("revoke-kept")];
   revokeKept.onclick = () => tell(model, { type: "revoke_kept" });
@@ -193,7 +199,8 @@ function render({ model, el }) {
 
   const typed = () => ext?.servers.find((s) => host(s.url) === host(server.value));
   // a server set up nowhere: the extension signs in to it with the public connector app, if anything answers there
-  const anywhere = () => (ext?.any_server && server.value.trim() && !typed()
+  const otherScheme = (v) => /^(?!https?:)\w+:\/\//i.test(v); // "htp://...": no address the kernel would take
+  const anywhere = () => (ext?.any_server && server.value.trim() && !typed() && !otherScheme(server.value.trim())
     ? { url: origin(server.value.trim()), name: host(server.value), oauth: true, app: "public" } : undefined);
   const chosen = () => (typed()?.oauth ? typed() : anywhere());
   // what the public connector app cannot give this notebook, known before any tab opens
@@ -241,6 +248,8 @@ function render({ model, el }) {
     if (flow) timeLeft.textContent = `${left(flow.deadline)} left`;
     else timeLeft.textContent = "";
     makeToken.href = tokenPage();
+    switchLink.href = origin(server.value.trim() || get("server_url") || ext?.default_server || "app.speckle.systems");
+    switchBox.hidden = !!own || !!flow;
     name.textContent = get("user_name");
     email.textContent = get("user_email") && `<${get("user_email")}>`;
     serverName.textContent = get("server_name") || get("server_url");

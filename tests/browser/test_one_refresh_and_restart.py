@@ -22,7 +22,9 @@ from playwright.sync_api import expect
 from support.jupyter_ui import NotebookUI, PanelUI, speckle_sign_in, token_is_valid
 from support.processes import poll
 
-pytestmark = pytest.mark.browser
+# Lab only: the renewal and the restart are the kernel's and the panel module's, the same in Notebook 7, whose panel
+# runs through every other browser test (one frontend here keeps CI within its 10 minutes)
+pytestmark = [pytest.mark.browser, pytest.mark.parametrize("stack", ["lab"], indirect=True)]
 
 LOGIN = "from speckle_nb_auth import login\npanel = login(wait=False)"
 # Where no runtime file says where the Jupyter server is, the kernel has no link to the extension.

@@ -77,6 +77,8 @@ def test_log_in_with_speckle_needs_no_set_up(open_notebook: Any) -> None:
     port = int(stack.emulator.credentials["connector_redirect_url"].rsplit(":", 1)[1])
     first = panel.click_login(session.context)
     poll(lambda: listening(port), timeout=15, what="the listener of the first login")
+    expect(panel.root.locator(".snb-other-machine")).to_be_visible()  # paste-back only when asked for
+    screenshot(panel, f"{stack.frontend}-{stack.mode}-public-waiting.png")
     panel.cancel_button.click()
     poll(lambda: not listening(port), timeout=15, what="the listener closed by Cancel")
     first.close()

@@ -23,7 +23,7 @@ import pytest
 from jupyterhub.orm import JSONDict
 from jupyterhub.services.auth import HubOAuth
 from support.fake_hub import SERVICE_SCOPE, FakeHub
-from support.processes import answers, free_loopback_port, start_server, stop_process
+from support.processes import answers, free_loopback_port, poll, start_server, stop_process
 from support.speckle import consent
 from traitlets.config import Config
 
@@ -100,10 +100,21 @@ def test_the_hubs_checks_and_early_polls_leave_no_warning_in_its_log(
 ) -> None:
     """JupyterHub checks the service's address every minute, and the panel asks about its login before the
     hub's sign-in of the tab lets the service start it: neither may fill the hub's log with 404s."""
-    with caplog.at_level(logging.DEBUG, logger="tornado.access"), running.client("alice") as alice:
-        root = httpx.get(running.url, trust_env=False)
-        assert root.status_code == 200 and "Speckle login service" in root.text
-        assert alice.get(f"flows/{secrets.token_urlsafe(18)}").status_code == 404
+    access = logging.getLogger("tornado.access")
+    # directly on the logger, enabled: a Jupyter server configured earlier in this process may have stopped it
+    # propagating, or disabled it (logging.config's disable_existing_loggers)
+    was_disabled, access.disabled = access.disabled, False
+    access.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="tornado.access"), running.client("alice") as alice:
+            root = httpx.get(running.url, trust_env=False)
+            assert root.status_code == 200 and "Speckle login service" in root.text
+            assert alice.get(f"flows/{secrets.token_urlsafe(18)}").status_code == 404
+            # the server logs a request just after answering it, on its own thread
+            poll(lambda: any("/flows/" in r.getMessage() for r in caplog.records), timeout=5, what="the log line")
+    finally:
+        access.removeHandler(caplog.handler)
+        access.disabled = was_disabled
     ours = [r for r in caplog.records if r.name == "tornado.access" and PREFIX in r.getMessage()]
     assert [r.getMessage() for r in ours if r.levelno >= logging.WARNING] == []
     assert any("/flows/" in r.getMessage() for r in ours)

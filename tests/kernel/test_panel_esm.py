@@ -207,7 +207,7 @@ def sent(page) -> list[dict]:
 def test_pat_is_sent_once_and_cleared(open_panel, jupyter):
     page = open_panel()
     assert sent(page) == [{"type": "ready"}]
-    page.click("summary")
+    page.click(".snb-pat-box summary")
     page.fill(".snb-pat-input", TOKEN)
     page.click(".snb-pat-submit")
     assert page.input_value(".snb-pat-input") == ""
@@ -290,6 +290,8 @@ def test_this_machine_by_any_of_its_names_is_the_configured_server(open_panel, j
         assert not page.is_disabled(".snb-login"), typed
     page.fill(".snb-server", "localhost:3001")  # another port: another server
     assert page.is_disabled(".snb-login")
+    page.fill(".snb-server", "htp://127.0.0.1:3000")  # a typo the kernel refuses: refused here too
+    assert page.is_disabled(".snb-login")
     page.fill(".snb-server", "localhost:3000")
     page.click(".snb-login")
     page.wait_for_function("document.querySelector('.snb-open-link').href.includes('login?')")
@@ -302,6 +304,8 @@ def test_a_server_set_up_nowhere_signs_in_with_the_public_app_or_says_why_not(op
     page.wait_for_function("!document.querySelector('.snb-login').disabled")
     page.fill(".snb-server", "speckle.example.org")
     assert not page.is_disabled(".snb-login")  # the extension asks that server for its connector app
+    page.fill(".snb-server", "htp://speckle.example.org")  # no address the kernel would take either
+    assert page.is_disabled(".snb-login")
     jupyter.any_server, jupyter.servers = False, [{"url": "https://emu.example", "name": "Emu", "oauth": True,
                                                    "app": "public"}]
     page = open_panel()
@@ -350,6 +354,19 @@ def test_the_panel_comes_into_view_when_login_starts_waiting(open_panel, jupyter
     assert not page.evaluate(in_view)
     page.evaluate("window.model.update({ waiting_until: Date.now() / 1000 + 300 })")
     page.wait_for_function(in_view)
+
+
+def test_use_another_account_says_to_sign_out_of_speckle_first_and_opens_the_server(open_panel, jupyter):
+    """Speckle's page approves its trusted connector app at once, as whoever is signed in to Speckle in that
+    browser: on a shared classroom machine, the previous student."""
+    page = open_panel()
+    page.wait_for_function("!document.querySelector('.snb-login').disabled")
+    page.click(".snb-switch summary")
+    steps = page.inner_text(".snb-switch")
+    assert "sign out there" in steps and "then click Log in with Speckle again" in steps
+    assert page.get_attribute(".snb-switch-link", "href") == "https://emu.example"
+    page.fill(".snb-server", "localhost:3000")
+    assert page.get_attribute(".snb-switch-link", "href") == "http://localhost:3000"
 
 
 def test_without_the_extension_the_server_field_shows_the_default_as_its_value(open_panel, jupyter):

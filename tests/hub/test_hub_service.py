@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -96,28 +97,24 @@ def callback_path(callback: str) -> str:
 
 
 def test_the_hubs_checks_and_early_polls_leave_no_warning_in_its_log(
-    running: Running, caplog: pytest.LogCaptureFixture
+    running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """JupyterHub checks the service's address every minute, and the panel asks about its login before the
     hub's sign-in of the tab lets the service start it: neither may fill the hub's log with 404s."""
-    access = logging.getLogger("tornado.access")
-    # directly on the logger, enabled: a Jupyter server configured earlier in this process may have stopped it
-    # propagating, or disabled it (logging.config's disable_existing_loggers)
-    was_disabled, access.disabled = access.disabled, False
-    access.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.DEBUG, logger="tornado.access"), running.client("alice") as alice:
-            root = httpx.get(running.url, trust_env=False)
-            assert root.status_code == 200 and "Speckle login service" in root.text
-            assert alice.get(f"flows/{secrets.token_urlsafe(18)}").status_code == 404
-            # the server logs a request just after answering it, on its own thread
-            poll(lambda: any("/flows/" in r.getMessage() for r in caplog.records), timeout=5, what="the log line")
-    finally:
-        access.removeHandler(caplog.handler)
-        access.disabled = was_disabled
-    ours = [r for r in caplog.records if r.name == "tornado.access" and PREFIX in r.getMessage()]
-    assert [r.getMessage() for r in ours if r.levelno >= logging.WARNING] == []
-    assert any("/flows/" in r.getMessage() for r in ours)
+    from speckle_nb_auth.hub import _service
+
+    logged: list[tuple[int, str]] = []
+    monkeypatch.setattr(_service, "access_log", SimpleNamespace(log=lambda level, fmt, *args: logged.append(
+        (level, fmt % args))))
+    root = httpx.get(running.url, trust_env=False)
+    assert root.status_code == 200 and "Speckle login service" in root.text
+    with running.client("alice") as alice:
+        assert alice.get(f"flows/{secrets.token_urlsafe(18)}").status_code == 404
+        assert alice.get("flows/not-a-flow-id").status_code == 400
+    # the server logs a request just after answering it, on its own thread
+    poll(lambda: len(logged) >= 3, timeout=5, what="the service's log lines")
+    levels = {line.split(" ", 2)[0] + (" flows" if "/flows/" in line else ""): level for level, line in logged}
+    assert levels == {"200": logging.INFO, "404 flows": logging.DEBUG, "400 flows": logging.WARNING}, logged
 
 
 def test_every_route_needs_a_hub_user_with_the_service_scope(running: Running) -> None:

@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 server.proc.kill()
         keyring_file.unlink(missing_ok=True)  # the demo-only keyring holds tokens in plain text
+        creds_file.unlink(missing_ok=True)  # the stopped emulator's tokens and app secret: nothing to keep
+        print(f"The demo's logs and its copy of the notebooks stay in {workdir}.", flush=True)
     return status
 
 

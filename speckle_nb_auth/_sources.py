@@ -277,8 +277,8 @@ class ScopeCheck:
         if self.missing:
             return self.missing_message()
         if self.held is None and not self.requested:
-            return ("This token's scopes cannot be listed here (Speckle lists them for a known app's token, or "
-                    "for a personal access token that has tokens:read), so none are shown.")
+            return ("Scopes not shown: Speckle lists a token's scopes only for a known app, or for a personal "
+                    "access token that may read its own list (tokens:read). Nothing is wrong with the token.")
         if self.held is None:
             said = []
             if self.probed:

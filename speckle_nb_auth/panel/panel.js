@@ -126,11 +126,6 @@ function render({ model, el }) {
     <div class="snb-row"><label for="${id}-s">Speckle server</label>
       <input id="${id}-s" class="snb-server" list="${id}-l" placeholder="app.speckle.systems" autocomplete="off">
       <datalist id="${id}-l"></datalist><button type="button" class="snb-login">Log in with Speckle</button></div>
-    <details class="snb-switch"><summary>Use another account</summary>
-      <p>Speckle's sign-in page signs in as whoever is signed in to Speckle in this browser, without asking. To
-        use another account (on a shared machine: always), first <a class="snb-switch-link" target="_blank"
-        rel="noopener noreferrer">open Speckle</a> and sign out there (your avatar, then Sign out), then click
-        Log in with Speckle again.</p></details>
     <p class="snb-noext">No Speckle server extension runs here: this kernel signs you in through Speckle's
       connector app. A personal access token, a desktop account or SPECKLE_TOKEN work too.</p>
     <p class="snb-kept snb-row"><button type="button" class="snb-revoke-kept">Also revoke it on Speckle</button>
@@ -149,6 +144,11 @@ function render({ model, el }) {
         <input id="${id}-p" class="snb-pat-input" type="password" autocomplete="off">
         <button type="submit" class="snb-pat-submit">Sign in with token</button>
         <a class="snb-make-token" target="_blank" rel="noopener noreferrer">Create a token</a></form></details>
+    <details class="snb-switch"><summary>Use another account</summary>
+      <p>Speckle's sign-in page signs in as whoever is signed in to Speckle in this browser, without asking. To
+        use another account (on a shared machine: always), first <a class="snb-switch-link" target="_blank"
+        rel="noopener noreferrer">open Speckle</a> and sign out there (your avatar, then Sign out), then click
+        Log in with Speckle again.</p></details>
     <div class="snb-desktop">Desktop accounts:
       <ul class="snb-desktop-list" aria-label="Speckle desktop accounts"></ul></div>
     <p class="snb-requested"></p>
@@ -213,6 +213,7 @@ function render({ model, el }) {
   function update() {
     const busy = get("busy");
     const signed = get("status") === "signed_in";
+    const until = get("waiting_until") * 1000;
     // login() waits in its cell for the kernel's own sign-in: this panel's messages would reach the kernel only
     // after the cell, so it offers just the address, and how to stop the wait
     const own = !signed && !stale && get("sign_in_url");
@@ -245,7 +246,8 @@ function render({ model, el }) {
     cancel.hidden = !!own;
     patBox.hidden = !!own;
     if (own) link.href = get("sign_in_url"), link.textContent = "Open the Speckle sign-in page";
-    if (flow) timeLeft.textContent = `${left(flow.deadline)} left`;
+    // one countdown: the login's own, or login()'s wait when that ends first
+    if (flow) timeLeft.textContent = `${left(until > Date.now() ? Math.min(flow.deadline, until) : flow.deadline)} left`;
     else timeLeft.textContent = "";
     makeToken.href = tokenPage();
     switchLink.href = origin(server.value.trim() || get("server_url") || ext?.default_server || "app.speckle.systems");
@@ -278,7 +280,6 @@ function render({ model, el }) {
     for (const b of [logout, patSubmit, revokeKept, ...accounts.querySelectorAll("button")]) b.disabled = busy;
     remember.checked = get("remember");
     rememberFile.hidden = !(signed && get("no_keyring"));
-    const until = get("waiting_until") * 1000;
     // one deadline on show: a login in progress counts down its own, so login()'s is named only before one starts
     const kernelWaits = signed || until <= Date.now() ? ""
       : flow ? " The next cells run once you have signed in."

@@ -207,7 +207,7 @@ def test_check_scopes_names_missing_and_unrequested_writes():
 
     unknown = sources.check_scopes(["streams:read"], None)
     assert unknown.ok and unknown.held is None and "cannot be listed" in unknown.describe()
-    assert "cannot be listed here" in sources.check_scopes([], None).describe()  # said, rather than no chips
+    assert "Scopes not shown" in sources.check_scopes([], None).describe()  # said, rather than no chips
     assert sources.check_scopes([], ["profile:read"]).describe() == ""
 
 

@@ -93,8 +93,12 @@ class Recorder(logging.Handler):
         if record.thread == threading.main_thread().ident and not TEST_CLIENT.get():
             self.records[id(record)] = record
 
-    def text(self) -> str:
-        return "\n".join(self.format(record) for record in self.records.values())
+    def mark(self) -> int:
+        """Where the log stands now: `text(since=mark)` is what came after."""
+        return len(self.records)
+
+    def text(self, since: int = 0) -> str:
+        return "\n".join(self.format(record) for record in list(self.records.values())[since:])
 
 
 async def start_login(browser: Browser, emulator: Emulator, flow: str = FLOW) -> tuple[str, str]:

@@ -374,6 +374,8 @@ def _where_from(source: str, origin: str) -> str:
         return "Signed in with the sign-in remembered on this machine."
     if source == "desktop":
         return "Signed in with a Speckle desktop account."
+    if source == "token":
+        return "Signed in with a personal access token: Log out forgets it here and keeps it valid on Speckle."
     if origin and source not in ("token", "oauth"):
         return f"Signed in with {origin}."
     if source == "oauth" and origin:

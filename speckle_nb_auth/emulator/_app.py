@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from tornado.web import Application, HTTPError, RequestHandler
 
 from ._faults import Traffic
-from ._pages import consent_page, error_page, sign_in_page, tokens_page
+from ._pages import consent_page, error_page, home_page, sign_in_page, tokens_page
 from ._schema import Context, run
 from ._state import App, Rejected, State, Token, TokenCreateError
 
@@ -273,6 +273,23 @@ class _Settings(_Speckle):
         self._html(200, tokens_page(user, self.xsrf_form_html(), made=made))
 
 
+class _Home(_Speckle):
+    """The server's root page: who is signed in in this browser, and Sign out."""
+
+    route = "/"
+
+    def get(self) -> None:
+        token = self.state.session_token(self.get_cookie(SESSION_COOKIE))
+        self._html(200, home_page(self.state.user(token.user_id) if token else None, self.xsrf_form_html()))
+
+    def post(self) -> None:
+        self.check_xsrf_cookie()
+        if self.get_body_argument("action", "") == "signout":
+            self.state.sign_out(self.get_cookie(SESSION_COOKIE))
+            self.clear_cookie(SESSION_COOKIE, path="/")
+        self.redirect("/", status=303)
+
+
 class _NotFound(_Speckle):
     def _missing(self, *_args: str) -> None:
         raise HTTPError(404)
@@ -355,7 +372,7 @@ def _log_request(handler: RequestHandler) -> None:
 
 def make_app(state: State, traffic: Traffic, control_token: str) -> Application:
     deps = {"state": state, "traffic": traffic, "control_token": control_token}
-    handlers: list[type[_Base]] = [_AccessCode, _Token, _Logout, _GraphQL, _Settings, _Faults, _Clock]
+    handlers: list[type[_Base]] = [_Home, _AccessCode, _Token, _Logout, _GraphQL, _Settings, _Faults, _Clock]
     routes: list[Any] = [(handler.route, handler, deps) for handler in handlers]
     routes.append((r"/authn/verify/([^/]+)/([^/]+)", _Verify, deps))
     return Application(

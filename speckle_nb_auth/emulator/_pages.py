@@ -98,3 +98,19 @@ def tokens_page(user: User, xsrf_input: str, made: str | None = None, error: str
         f"<fieldset><legend>Scopes</legend>{boxes}</fieldset>"
         f'<button type="submit" name="action" value="create">Create token</button></form>',
     )
+
+
+def home_page(user: User | None, xsrf_input: str) -> str:
+    """The server's root: who this browser is signed in as, and Sign out (what the real frontend's avatar menu
+    does), so a shared browser can hand over to another account."""
+    if user is None:
+        return _page("Speckle", "<h1>Speckle emulator</h1><p>Not signed in.</p>"
+                                '<p><a href="/settings">Sign in (developer settings: access tokens)</a></p>')
+    return _page(
+        "Speckle",
+        f"<h1>Speckle emulator</h1>"
+        f"<p>Signed in as <strong>{escape(user.name)}</strong> ({escape(user.email)}).</p>"
+        f'<form method="post">{xsrf_input}'
+        f'<button type="submit" name="action" value="signout">Sign out</button></form>'
+        f'<p><a href="/settings">Developer settings: access tokens</a></p>',
+    )

@@ -550,6 +550,13 @@ class State:
             self._sessions[session] = web.value
             return session
 
+    def sign_out(self, session: str | None) -> None:
+        """The browser's session ends: its web token is no longer good, and the cookie names nothing."""
+        with self._lock:
+            value = self._sessions.pop(session or "", None)
+            if value:
+                self._tokens.pop(value[:10], None)
+
     def session_token(self, session: str | None) -> Token | None:
         """The web token of a signed-in browser, or None (no session, or its token was logged out)."""
         with self._lock:

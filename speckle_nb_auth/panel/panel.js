@@ -86,6 +86,27 @@ const left = (deadline) => {
 };
 
 const PASTE_AFTER = 8000; // ms before the paste-back box shows for a sign-in tab that has not come back
+const SETTLE = 4000; // ms the notebook may go on scrolling after the panel starts waiting (Run All)
+
+// Run All scrolls the notebook on to its last cell, past the panel that waits, and JupyterLab may go on scrolling
+// after the panel first asks to be shown: keep it in view while the notebook settles, until the person scrolls,
+// clicks or types themselves. Returns how to stop early.
+function keepInView(el) {
+  const events = ["wheel", "keydown", "pointerdown", "touchstart"];
+  const observer = typeof IntersectionObserver === "function"
+    ? new IntersectionObserver(([entry]) => entry && !entry.isIntersecting && el.scrollIntoView({ block: "nearest" }))
+    : null;
+  const stop = () => {
+    observer?.disconnect();
+    for (const name of events) window.removeEventListener(name, stop, true);
+    clearTimeout(timer);
+  };
+  const timer = setTimeout(stop, SETTLE);
+  for (const name of events) window.addEventListener(name, stop, true);
+  el.scrollIntoView?.({ block: "nearest" });
+  observer?.observe(el);
+  return stop;
+}
 
 // This page's id: a renewal names the one page to ask, so two tabs of one notebook do not both renew.
 const PAGE = randomId(12);
@@ -316,7 +337,7 @@ function render({ model, el }) {
     try { // the result page (same origin) tells us at once; polling is the fallback that always works
       f.channel = new BroadcastChannel("speckle-nb-auth");
       f.channel.onmessage = ({ data: m }) => m?.type !== "speckle-auth" || m.flow !== f.id ? null
-        : m.status === "failed" && m.message ? (stopFlow(f), say(String(m.message), true))
+        : m.status === "failed" && m.message ? (stopFlow(f), closeTab(f), say(String(m.message), true))
         : f.mailbox ? tell(model, { type: "flow_done", flow: f.id }) : poll(f);
     } catch {}
     // with a mailbox the kernel follows and claims the login itself; this view only counts down
@@ -388,6 +409,12 @@ function render({ model, el }) {
     if (flow === f) flow = null;
   }
 
+  // The tab ended on this server's page saying why the sign-in failed, which this panel now says too: close
+  // it, so the person is back in the notebook rather than on a page with nothing left to do.
+  function closeTab(f) {
+    try { if (f.tab && !f.tab.closed) f.tab.close(); } catch {}
+  }
+
   function cancelLogin() {
     // the extension listens on the connector's port for a public-app login: it closes now, not in 10 minutes
     if (flow?.public && !ext?.login_base) api("flows/" + flow.id + "/cancel", null).catch(() => {});
@@ -408,7 +435,7 @@ function render({ model, el }) {
       if (r.data.paste) f.pasteNeeded = true; // the answer cannot come back by itself: the box is needed
       if (f.stopped || state === "pending") return;
       stopFlow(f);
-      if (state !== "done") return say(r.data.message || ENDED[state] || ENDED.failed, true);
+      if (state !== "done") return closeTab(f), say(r.data.message || ENDED[state] || ENDED.failed, true);
       let claim = await api("flows/" + f.id + "/claim", null);
       if (!claim.ok || !claim.data.token) return say(claim.data.message || "The token could not be collected: log in again.", true);
       const { server_url, token, refresh_token, app_id } = claim.data;
@@ -449,14 +476,21 @@ function render({ model, el }) {
   const onStale = () => ((stale = true), stopFlow(), update());
   const keys = "status busy message error server_url server_name user_name user_email user_avatar variable remember desktop_accounts requested_scopes scopes waiting_until no_keyring kept_token sign_in_url sign_in_paste".split(" ");
   let wasWaiting = false;
-  const onChange = () => {
-    const signed = get("status") === "signed_in";
-    // Run All scrolls the notebook on past the panel: bring it back into view when login() starts waiting here
-    const waitingNow = !signed && get("waiting_until") * 1000 > Date.now();
-    if (waitingNow && !wasWaiting) el.scrollIntoView?.({ block: "nearest" });
+  let stopKeeping = () => {};
+  // login() may be waiting already when this view is made (it is, in a Run All with the extension)
+  const followWaiting = () => {
+    const waitingNow = get("status") !== "signed_in" && get("waiting_until") * 1000 > Date.now();
+    if (waitingNow && !wasWaiting) stopKeeping = keepInView(el);
+    if (!waitingNow) stopKeeping();
     wasWaiting = waitingNow;
+  };
+  const onChange = (key) => {
+    const signed = get("status") === "signed_in";
+    followWaiting();
     if (signed) stopFlow(); // signed in, here or some other way meanwhile
-    note = ["", false];
+    // the kernel's news replaces this view's own note; a field it merely clears (its old error, as it starts
+    // following a login) must not wipe what this view just learnt (the tab's "Nothing answers at …")
+    if (key === "status" || ((key === "message" || key === "error") && get(key))) note = ["", false];
     update();
     // keep the keyboard in the panel: on "Log out" once it can take the focus (it is disabled while the kernel
     // checks, and the end of that check may come in a later message than the sign-in), and again after the
@@ -469,7 +503,8 @@ function render({ model, el }) {
     if (get("error") || (!signed && wasSignedIn)) focusOnSignIn = false;
     wasSignedIn = signed;
   };
-  for (const key of keys) model.on("change:" + key, onChange);
+  const handlers = keys.map((key) => [key, () => onChange(key)]);
+  for (const [key, handler] of handlers) model.on("change:" + key, handler);
   model.on("msg:custom", onKernelMessage);
   model.on("comm_live_update", onStale); // the widget manager lost the kernel: restarted or gone
   model.on("comm:close", onStale);
@@ -486,12 +521,14 @@ function render({ model, el }) {
     update();
   });
   update();
+  followWaiting();
   const ready = { type: "ready", view: PAGE };
   model.send(ready);
   if (get("mailbox")) tell(model, ready); // a kernel waiting in login() hears only the mailbox
   return () => {
     stopFlow();
-    for (const key of keys) model.off("change:" + key, onChange);
+    stopKeeping();
+    for (const [key, handler] of handlers) model.off("change:" + key, handler);
     model.off("msg:custom", onKernelMessage);
     model.off("comm_live_update", onStale);
     model.off("comm:close", onStale);

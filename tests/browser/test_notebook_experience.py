@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 from support.jupyter_ui import PanelUI, mint_pat, screenshot, speckle_sign_in
+from support.processes import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -139,3 +140,14 @@ def test_messages_say_what_happened_and_what_to_do(open_notebook: Any) -> None:
     expect(panel.root.locator(".snb-appnote")).to_contain_text("connector app")
     expect(panel.login_button).to_be_enabled()
     screenshot(panel, f"{stack.frontend}-any-server.png")
+
+    # a wrong port: the panel names it, and the tab that said so too closes (no dead end left open)
+    wrong = f"http://127.0.0.1:{free_port()}"
+    panel.root.locator(".snb-server").fill(wrong)
+    with session.context.expect_page() as opened:  # not click_login: this tab may close before it loads
+        panel.login_button.click()
+    tab = opened.value
+    expect(panel.error).to_contain_text(f"Nothing answers at {wrong}: is the address right (a typo)?")
+    if not tab.is_closed():  # sync Playwright delivers events only inside its calls: no race with the check
+        tab.wait_for_event("close", timeout=10_000)
+    screenshot(panel, f"{stack.frontend}-nothing-answers.png")

@@ -119,6 +119,8 @@ def test_run_all_with_a_sign_in_in_between(open_copy: Callable[[Path], Session],
                           if cell.locator(".snb-panel").count())
         panel = PanelUI(session.ui, panel_cell)
         expect(panel.status).to_contain_text("login() waits")
+        # Run All moved the notebook on to its last cell: the waiting panel has brought itself back into view
+        expect(panel.login_button).to_be_in_viewport(timeout=5_000)
         tab = panel.click_login(session.context)
         speckle_sign_in(tab, ada["email"], ada["password"], decision=None)  # the connector app: no consent page
         panel.expect_signed_in(ada["name"])

@@ -1105,3 +1105,25 @@ def test_the_token_page_the_panel_links_to_makes_a_personal_access_token(emu: Em
                      headers={"Authorization": f"Bearer {token}"}).json()
     assert who["data"]["activeUser"]["name"] == "Ada Lovelace"
     assert token not in browser.get("/settings").text  # shown once
+
+
+def test_signing_out_at_the_servers_root_lets_the_connector_app_sign_in_as_someone_else(
+    emu: Emulator, browser: httpx.Client
+) -> None:
+    """The panel's "Use another account" opens the server's root to sign out there: the connector app is
+    approved at once as whoever is signed in to Speckle in that browser (on a shared machine, the last person)."""
+    assert "Not signed in" in browser.get("/").text
+    sign_in(browser, verify_path("sca"), "ada@example.com", password_of(emu, "ada@example.com"))
+    home = browser.get("/")
+    assert home.status_code == 200 and "Ada Lovelace" in home.text and "Sign out" in home.text
+    assert browser.get(verify_path("sca")).status_code == 302  # approved at once, as Ada
+    assert browser.post("/", data={"_xsrf": xsrf(home.text), "action": "signout"}).status_code == 303
+    assert "Not signed in" in browser.get("/").text
+    reply = browser.get(verify_path("sca"))
+    assert reply.status_code == 200 and "Sign in to Speckle" in reply.text  # asks who, instead of approving Ada
+    bob = emu.credentials["users"][1]
+    assert sign_in(browser, verify_path("sca"), bob["email"], bob["password"]).status_code == 303
+    code = browser.get(verify_path("sca")).headers["location"].rsplit("=", 1)[1]
+    with httpx.Client(timeout=5) as http:
+        pair = _transport.call(http, _protocol.exchange_code(emu.url, "sca", "sca", code, CHALLENGE))
+        assert _transport.call(http, _protocol.whoami(emu.url, pair.token)).user.email == bob["email"]

@@ -355,6 +355,16 @@ def test_the_panel_comes_into_view_when_login_starts_waiting(open_panel, jupyter
     assert not page.evaluate(in_view)
     page.evaluate("window.model.update({ waiting_until: Date.now() / 1000 + 300 })")
     page.wait_for_function(in_view)
+    # the notebook goes on scrolling (JupyterLab follows Run All to the last cell): the panel comes back
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function(in_view)
+    # until the person scrolls themselves: then the notebook is theirs
+    page.mouse.wheel(0, 200)
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    # a few frames: the observer's chance to pull the panel back, which it must not take
+    page.evaluate("new Promise((done) => { let n = 5; const next = () => (--n ? requestAnimationFrame(next) : done());"
+                  " requestAnimationFrame(next); })")
+    assert not page.evaluate(in_view)
 
 
 def test_use_another_account_says_to_sign_out_of_speckle_first_and_opens_the_server(open_panel, jupyter):

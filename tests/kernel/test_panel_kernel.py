@@ -243,6 +243,8 @@ def test_logout_keeps_a_pasted_token_valid_until_also_revoke_is_pressed(emulator
     pat = make_pat(emulator, ["profile:read"])
     panel = panels()
     deliver(panel, {"type": "pat", "server": emulator.url, "token": pat})
+    # the signed-in panel says what it holds, and what Log out will do with it
+    assert panel.message.startswith("Signed in with a personal access token: Log out forgets it here and keeps")
     deliver(panel, {"type": "logout"})
     assert panel.status == "signed_out" and "speckle" not in shell.user_ns
     assert works(emulator, pat) and panel.kept_token

@@ -57,7 +57,9 @@ class SpeckleAuth(httpx.Auth):
 
     @property
     def can_refresh(self) -> bool:
-        return self._refresher is not None and bool(self._pair.refresh_token)
+        # a refresher that renews elsewhere (the hub's, which holds the refresh token) needs none here
+        needs_pair = getattr(self._refresher, "needs_refresh_token", True)
+        return self._refresher is not None and (bool(self._pair.refresh_token) or not needs_pair)
 
     def replace(self, pair: TokenPair) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["log_out", "revoke_kept"]
 
-_SHARED = ("desktop", "environment", "dotenv")  # belong to what set them up, never revoked from a panel
+_SHARED = ("desktop", "environment", "dotenv", "hub")  # belong to what set them up, never revoked from a panel
 
 
 def log_out(session: Session) -> str | None:
@@ -48,6 +48,8 @@ def log_out(session: Session) -> str | None:
                        "unset it to stop signing in with it, or revoke it in Speckle's settings.",
         "dotenv": "Logged out in this notebook. The .env file's token was not revoked (it may serve other "
                   "jobs); remove it from the file to stop signing in with it.",
+        "hub": "Logged out in this notebook. Your hub login still holds its Speckle sign-in (other kernels use "
+               "it); log out of the hub to end it.",
     }.get(source, "Logged out in this notebook. The token you brought was not revoked: it still works wherever "
                   "else you use it (scripts, CI). \u201cAlso revoke it on Speckle\u201d ends it everywhere."
           if keep else "Logged out: the token was revoked and forgotten. To sign in as someone else, sign out of "

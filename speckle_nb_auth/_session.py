@@ -158,9 +158,8 @@ class Session:
         """The environment, a remembered sign-in, a single desktop account; returns a note for people (why
         none worked) when nothing signed in."""
         try:
-            found = sources.sign_in(
-                server, scopes=wanted, make_client=lambda c: self.new_client(c.server, c.pair), fetch_scopes=True
-            )
+            found = sources.sign_in(server, scopes=wanted, fetch_scopes=True, make_client=lambda c: (
+                sources.hub_client(c) if c.source == "hub" else self.new_client(c.server, c.pair)))
         except NotSignedIn as err:
             return f"Not signed in yet. {err.reason}" if err.reason else ""
         notices: list[str] = []
@@ -370,6 +369,8 @@ def check_variable_name(name: Any) -> None:
 def _where_from(source: str, origin: str) -> str:
     if source == "environment":
         return "Signed in with SPECKLE_TOKEN from the environment."
+    if source == "hub":
+        return "Signed in with your hub login's Speckle account."
     if source == "keyring":
         return "Signed in with the sign-in remembered on this machine."
     if source == "desktop":

@@ -1,6 +1,7 @@
 """Signing in without anyone at the keyboard, and what a token's scopes say.
 
-The non-interactive sources, in order: `SPECKLE_TOKEN`/`SPECKLE_SERVER`, the nearest `.env` file's (only when
+The non-interactive sources, in order: `SPECKLE_TOKEN`/`SPECKLE_SERVER`, the hub's sign-in (in a hub that logs
+people in with Speckle: `_hub_login`), the nearest `.env` file's (only when
 the environment has no `SPECKLE_TOKEN`: a file never overrides it), a remembered keyring entry for the server,
 then a single desktop account matching it. Each candidate is validated by making a `Client`; one that
 is refused (revoked token, server down, missing scopes) is skipped and its message kept, so that when nothing
@@ -23,6 +24,7 @@ from ._client import Client
 from ._desktop import desktop_accounts
 from ._dotenv import read_dotenv, skipped_dotenvs
 from ._errors import MissingScope, NotSignedIn, SpeckleAuthError
+from ._hub_login import HubRenewal, hub_login_configured, hub_token
 from ._protocol import TokenPair, normalize_server_url
 from ._scope_probes import probe_scopes
 
@@ -33,6 +35,7 @@ __all__ = [
     "candidates",
     "check_scopes",
     "default_server",
+    "hub_client",
     "is_write_scope",
     "normalize_scopes",
     "not_signed_in",
@@ -75,7 +78,7 @@ def not_signed_in(server: str | None = None, reason: str | None = None) -> NotSi
 
 @dataclass(frozen=True)
 class Candidate:
-    """A credential found somewhere, not yet validated. `source` is environment | dotenv | keyring | desktop;
+    """A credential found somewhere, not yet validated. `source` is environment | hub | dotenv | keyring | desktop;
     `path` is the file it came from (the `.env` file), never its content."""
 
     source: str
@@ -97,6 +100,14 @@ def candidates(server: str | None = None, errors: list[str] | None = None) -> It
         env = None
     if env is not None:
         yield Candidate("environment", "SPECKLE_TOKEN", env.server, TokenPair(env.token))
+    if hub_login_configured():
+        try:
+            hub = hub_token()
+        except SpeckleAuthError as err:
+            errors.append(err.message)
+        else:
+            if server is None or normalize_server_url(server) == hub.server:
+                yield Candidate("hub", "your hub login's Speckle account", hub.server, TokenPair(hub.token))
     found = _from_dotenv(server, errors)
     if found is not None:
         yield found
@@ -158,7 +169,14 @@ class SignIn:
     scopes: ScopeCheck
 
 
+def hub_client(candidate: Candidate) -> Client:
+    """The hub's sign-in: the hub renews it (it alone holds the refresh token and the app secret)."""
+    return Client(candidate.server, candidate.pair.token, refresher=HubRenewal())
+
+
 def _default_client(candidate: Candidate) -> Client:
+    if candidate.source == "hub":
+        return hub_client(candidate)
     on_refresh: Callable[[TokenPair], None] | None = None
     if candidate.source == "keyring" and candidate.user_id:
         server, user_id = candidate.server, candidate.user_id

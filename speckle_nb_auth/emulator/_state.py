@@ -191,6 +191,8 @@ _SEED_USERS = (
      "server:admin", ("Difference Engine", "Bernoulli Numbers", "Notes on the Engine")),
     ("Grace Hopper", "grace@example.com", "US Navy", "Found the first bug.",
      "server:user", ("Harvard Mark I", "COBOL Compiler")),
+    # another email domain: the one a hub's allowed_domains leaves out in the tests
+    ("Alan Turing", "alan@example.org", "Bletchley Park", "Broke the Enigma.", "server:user", ("Bombe",)),
 )
 SEED_EMAILS = tuple(seed[1] for seed in _SEED_USERS)
 

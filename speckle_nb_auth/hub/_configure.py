@@ -47,9 +47,11 @@ def configure(
     bind_ip: str = "",
     state_file: str | None = None,
     python: str = sys.executable,
+    login: bool = False,
 ) -> str:
     """Add the Speckle login service to JupyterHub's configuration `c` and return the redirect URL to register
-    for the app on the Speckle server.
+    for the app on the Speckle server. With `login=True`, people log in to the hub itself with Speckle instead
+    (`SpeckleAuthenticator`), and their kernels are signed in from the hub: see `_configure_login`.
 
     - the managed service `name` (`python -m speckle_nb_auth.hub`, at `service_url`, which the proxy and the
       users' servers must reach), with the app's id, and its secret from the hub's environment variable
@@ -64,13 +66,15 @@ def configure(
     the service remembers to whom it handed each refresh token (as digests), so that a restarted service still
     renews sign-ins: by default `speckle-auth-owners.sqlite` beside the hub's own database (its working directory);
     "" keeps that in memory only."""
+    base_url = _setting(c.JupyterHub, "base_url", "/") or "/"
+    base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    origin = urlsplit(public_url)
+    if login:
+        return _configure_login(c, server, app_id, app_secret_env, f"{origin.scheme}://{origin.netloc}{base_url}")
     if not os.environ.get(app_secret_env):
         _log.warning("The environment variable %s (app_secret_env) is not set in this hub's environment: the "
                      "Speckle login service will offer no registered app until it is.", app_secret_env)
-    base_url = _setting(c.JupyterHub, "base_url", "/") or "/"
-    base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
     prefix = f"{base_url}services/{name}/"
-    origin = urlsplit(public_url)
     redirect_url = f"{origin.scheme}://{origin.netloc}{prefix}callback"
     environment: dict[str, Any] = {
         "SPECKLE_SERVER": server,
@@ -99,7 +103,39 @@ def configure(
         existing["environment"] = {**entry["environment"], **existing.get("environment", {})}
     c.JupyterHub.services = services
 
-    scope = f"access:services!service={name}"
+    _grant(c, f"access:services!service={name}")
+    _set_server_environment(c, {
+        "SPECKLE_AUTH_SERVICE_URL": service_url.rstrip("/") + prefix,
+        "SPECKLE_AUTH_SERVICE_PREFIX": prefix,
+        "SPECKLE_SERVER": server,
+    })
+    return redirect_url
+
+
+def _configure_login(c: Any, server: str, app_id: str, app_secret_env: str, hub_root: str) -> str:
+    """The hub logs people in with Speckle. The app's one redirect URL is the hub's own `oauth_callback`, so the
+    login service (which would need a redirect URL of its own) is not started: kernels are signed in from the
+    hub already, and another account signs in through Speckle's public connector app or a personal access
+    token. Users and their servers may read their own `auth_state` (`admin:auth_state!user`): that is how a
+    kernel reads its user's current token (SpeckleAuthenticator's token route); the secret stays in the hub."""
+    for needed in (app_secret_env, "JUPYTERHUB_CRYPT_KEY"):
+        if not os.environ.get(needed):
+            _log.warning("The environment variable %s is not set in this hub's environment: logging in with "
+                         "Speckle needs it (see the README's JupyterHub section).", needed)
+    redirect_url = f"{hub_root}hub/oauth_callback"
+    c.JupyterHub.authenticator_class = "speckle_nb_auth.hub.SpeckleAuthenticator"
+    c.SpeckleAuthenticator.speckle_server = server
+    c.SpeckleAuthenticator.client_id = app_id
+    c.SpeckleAuthenticator.client_secret_env = app_secret_env
+    c.SpeckleAuthenticator.oauth_callback_url = redirect_url
+    c.SpeckleAuthenticator.enable_auth_state = True
+    _grant(c, "admin:auth_state!user")
+    _set_server_environment(c, {"SPECKLE_SERVER": server, "SPECKLE_HUB_LOGIN": "1"})
+    return redirect_url
+
+
+def _grant(c: Any, scope: str) -> None:
+    """`scope` for every user, and for their servers' API tokens (which hold no scope their owner lacks)."""
     roles = list(_setting(c.JupyterHub, "load_roles", []))
     _add_scope(roles, "user", ["self"], scope)
     if isinstance(_setting(c.Spawner, "server_token_scopes", None), list):
@@ -108,16 +144,12 @@ def configure(
         _add_scope(roles, "server", list(SERVER_SCOPES), scope)
     c.JupyterHub.load_roles = roles
 
-    for_servers = {
-        "SPECKLE_AUTH_SERVICE_URL": service_url.rstrip("/") + prefix,
-        "SPECKLE_AUTH_SERVICE_PREFIX": prefix,
-        "SPECKLE_SERVER": server,
-    }
+
+def _set_server_environment(c: Any, values: dict[str, str]) -> None:
     # the spawner's own section wins over Spawner's in traitlets (zero-to-jupyterhub sets KubeSpawner's)
     sections = {"Spawner"} | {key for key in c if key.endswith("Spawner") and "environment" in c[key]}
     for section in sorted(sections):
-        c[section].environment = {**_setting(c[section], "environment", {}), **for_servers}
-    return redirect_url
+        c[section].environment = {**_setting(c[section], "environment", {}), **values}
 
 
 def _setting(section: Any, key: str, default: Any) -> Any:

@@ -621,7 +621,7 @@ def test_scopes_are_enforced(
 
 def test_each_user_has_demo_projects(emu: Emulator, http: httpx.Client) -> None:
     query = "{ activeUser { projects { totalCount items { id name } } } }"
-    for user, count in zip(emu.credentials["users"], (3, 2), strict=True):
+    for user, count in zip(emu.credentials["users"], (3, 2, 1), strict=True):
         projects = gql(http, query, user["pat"]).json()["data"]["activeUser"]["projects"]
         assert projects["totalCount"] == len(projects["items"]) == count
 
@@ -970,7 +970,7 @@ def test_seeded_passwords_are_new_each_run_unless_given(emu: Emulator, browser: 
     with Emulator() as other:
         mine = [u["password"] for u in emu.credentials["users"]]
         theirs = [u["password"] for u in other.credentials["users"]]
-    assert len(set(mine + theirs)) == 4 and all(len(p) >= 12 for p in mine)
+    assert len(set(mine + theirs)) == 2 * len(mine) and all(len(p) >= 12 for p in mine)
     assert "speckle-ada" not in mine
     path = verify_path(emu.credentials["app_id"])
     assert sign_in(browser, path, "ada@example.com", theirs[0]).status_code == 401
@@ -1019,9 +1019,10 @@ def test_the_cli_takes_passwords() -> None:
     from speckle_nb_auth.emulator.__main__ import _parser, _passwords
 
     parser = _parser()
-    assert _passwords(parser, ["class"]) == {"ada@example.com": "class", "grace@example.com": "class"}
+    assert _passwords(parser, ["class"]) == {"ada@example.com": "class", "grace@example.com": "class",
+                                             "alan@example.org": "class"}
     assert _passwords(parser, ["a=b", "grace@example.com=g=1"]) == {
-        "ada@example.com": "a=b", "grace@example.com": "g=1"
+        "ada@example.com": "a=b", "grace@example.com": "g=1", "alan@example.org": "a=b"
     }
     with pytest.raises(SystemExit):
         _passwords(parser, ["ada@example.com="])
@@ -1082,9 +1083,9 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
         out, err = proc.stdout.read(), proc.stderr.read()
     assert proc.returncode == 0, err
     printed = line + out + err
-    ada, grace = creds["users"]
+    ada, grace, alan = creds["users"]
     assert grace["password"] == "class-2026" and ada["password"] != "class-2026"
-    for user in (ada, grace):  # printed once, for whoever runs the class
+    for user in (ada, grace, alan):  # printed once, for whoever runs the class
         assert printed.count(user["email"]) == 1 and printed.count(user["password"]) == 1
     for secret in (creds["pat"], creds["session_token"], creds["app_secret"], creds["control_token"]):
         assert secret not in printed

@@ -15,16 +15,20 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import nbformat
 import pytest
 
 from support import REPO, TESTS
-from support.jupyter_server import DEFAULT_SETTINGS, write_settings
+from support.jupyter_server import DEFAULT_SETTINGS, write_notebook, write_settings
+from support.jupyterhub import HubUser
 from support.memory_keyring import KEYRING_ENV
 from support.processes import LOOPBACK, free_port, http_client, start_server, stop_process
 
@@ -97,6 +101,7 @@ class ServiceHub:
     service_port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_hex(8))
     proc: subprocess.Popen[bytes] | None = None
+    users: dict[str, str] = field(default_factory=lambda: dict(USERS))  # person -> hub and Unix user
 
     @property
     def url(self) -> str:
@@ -119,10 +124,22 @@ class ServiceHub:
         return str(self.emulator.credentials["app_secret"])
 
     def home(self, person: str) -> Path:
-        return Path(pwd.getpwnam(USERS[person]).pw_dir)
+        return Path(pwd.getpwnam(self.users[person]).pw_dir)
 
     def user_url(self, person: str, path: str = "") -> str:
-        return f"{self.url}user/{USERS[person]}/{path}"
+        return f"{self.url}user/{self.users[person]}/{path}"
+
+    def authentication(self) -> list[str]:
+        """How people log in to this hub, and the admin guide's cell that sets up Speckle on it."""
+        return [
+            "c.JupyterHub.authenticator_class = 'dummy'",
+            f"c.DummyAuthenticator.password = {self.password!r}",
+            f"c.Authenticator.allowed_users = {set(self.users.values())!r}",
+            guide_cell("jupyterhub_config"),
+        ]
+
+    def hub_environment(self) -> dict[str, str]:
+        return {SECRET_ENV: self.secret}  # the hub's own environment: the only place the admin puts it
 
     def config(self) -> str:
         settings = self.tmp / "settings"
@@ -150,9 +167,6 @@ class ServiceHub:
             f"c.JupyterHub.db_url = 'sqlite:///{self.tmp / 'jupyterhub.sqlite'}'",
             f"c.JupyterHub.cookie_secret_file = {str(self.tmp / 'jupyterhub_cookie_secret')!r}",
             f"c.JupyterHub.pid_file = {str(self.tmp / 'jupyterhub.pid')!r}",
-            "c.JupyterHub.authenticator_class = 'dummy'",
-            f"c.DummyAuthenticator.password = {self.password!r}",
-            f"c.Authenticator.allowed_users = {set(USERS.values())!r}",
             f"c.Spawner.ip = {LOOPBACK!r}",
             f"c.Spawner.cmd = [{str(self.venv / 'bin' / 'python')!r}, '-m', 'jupyterhub.singleuser']",
             "c.Spawner.args = ['--LabApp.expose_app_in_browser=True', '--ServerApp.log_level=INFO']",
@@ -167,7 +181,7 @@ class ServiceHub:
             "_ServiceSpawner.poll_interval = 2",
             "# the admin guide's cells: the deployment's values, then its configure(...) cell",
             deployment,
-            guide_cell("jupyterhub_config"),
+            *self.authentication(),
         ]
         return "\n".join(lines) + "\n"
 
@@ -177,7 +191,7 @@ class ServiceHub:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("SPECKLE_") and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
         env["PATH"] = os.pathsep.join([str(NODE_BIN), str(Path(sys.executable).parent), env.get("PATH", "")])
-        env[SECRET_ENV] = self.secret  # the hub's own environment: the only place the admin puts it
+        env.update(self.hub_environment())
         self.proc = start_server([sys.executable, "-m", "jupyterhub", "-f", str(config)], log=self.log_path,
                                  cwd=self.tmp, env=env, ready=self.ready,
                                  what=f"JupyterHub and its Speckle login service at {self.url}")
@@ -199,7 +213,7 @@ class ServiceHub:
 
     def server_token(self, person: str) -> str:
         """The JupyterHub API token of `person`'s running server, read (as root) from its environment."""
-        uid = pwd.getpwnam(USERS[person]).pw_uid
+        uid = pwd.getpwnam(self.users[person]).pw_uid
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 if os.stat(f"/proc/{pid}").st_uid != uid:
@@ -218,3 +232,63 @@ class ServiceHub:
 
 def probe_result(hub: ServiceHub, person: str, name: str) -> dict[str, Any]:
     return json.loads((hub.home(person) / name).read_text())
+
+
+AnyHub = TypeVar("AnyHub", bound=ServiceHub)
+
+
+@contextmanager
+def hub_with_unix_users(make: Callable[[Path, Any, Path, int], AnyHub], users: dict[str, str],
+                        redirect_path: str) -> Iterator[AnyHub]:
+    """`users` made Unix users, the emulator whose app sends browsers to the hub's `redirect_path`, and the hub
+    `make(tmp, emulator, venv, port)` started; everything removed afterwards."""
+    from speckle_nb_auth.emulator import Emulator
+
+    require_root()
+    root = Path(tempfile.mkdtemp(prefix="snb-hub-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        venv = build_user_venv(root)
+        for person, name in users.items():
+            create_user(name, root / "home" / person)
+        port = free_port()
+        with Emulator(host=LOOPBACK, port=0, redirect_url=f"http://{LOOPBACK}:{port}/{redirect_path}") as emu:
+            hub = make(root / "hub", emu, venv, port)
+            assert emu.credentials["redirect_url"] == hub.redirect_url
+            hub.tmp.mkdir(mode=0o700)
+            hub.start()
+            try:
+                yield hub
+            finally:
+                hub.stop()
+    finally:
+        for name in users.values():
+            delete_user(name)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class UnixHubUser(HubUser):
+    """A hub user with a Unix account of their own and a browser of their own."""
+
+    hub: ServiceHub
+
+    def __init__(self, hub: ServiceHub, browser: Any, person: str) -> None:
+        super().__init__(hub, browser, person)
+        self.person = person
+        self.user = hub.users[person]
+
+    def write_notebook(self, cells: list[str]) -> str:
+        """A notebook in this person's home, theirs; the address that opens it (spawning their server)."""
+        name = f"{self.person}-{secrets.token_hex(3)}.ipynb"
+        path = write_notebook(self.hub.home(self.person) / name, cells)
+        shutil.chown(path, self.user, self.user)
+        return f"/hub/user-redirect/lab/workspaces/w{secrets.token_hex(4)}/tree/{name}"
+
+    def wait_for_notebook(self) -> None:
+        try:
+            self.page.wait_for_url(lambda url: url.startswith(self.hub.user_url(self.person, "lab/workspaces/")),
+                                   timeout=60_000)
+            self.ui.wait_for_kernel(timeout=60)
+        except Exception as err:
+            raise AssertionError(f"{self.person}'s notebook never got an idle kernel: {err}\n{self.diagnostics()}") \
+                from None

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +17,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from playwright.sync_api import expect
-from support.jupyter_server import write_notebook
 from support.jupyter_ui import speckle_sign_in
-from support.jupyterhub import HubUser, hold_speckle_redirect
-from support.processes import LOOPBACK, free_port, http_client, poll
-from support.service_hub import USERS, ServiceHub, build_user_venv, create_user, delete_user, probe_result, require_root
+from support.jupyterhub import hold_speckle_redirect
+from support.processes import LOOPBACK, http_client, poll
+from support.service_hub import USERS, ServiceHub, UnixHubUser, hub_with_unix_users, probe_result
 
 pytestmark = pytest.mark.hub
 
@@ -44,57 +40,19 @@ REFRESH_TOKEN_CELL = (  # leaves the kernel's refresh token where only this user
 
 @pytest.fixture(scope="module")
 def service_hub() -> Iterator[ServiceHub]:
-    from speckle_nb_auth.emulator import Emulator
-
-    require_root()
-    root = Path(tempfile.mkdtemp(prefix="snb-hub-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
-        venv = build_user_venv(root)
-        for person, name in USERS.items():
-            create_user(name, root / "home" / person)
-        port = free_port()
-        with Emulator(host=LOOPBACK, port=0, redirect_url=f"http://{LOOPBACK}:{port}/services/speckle-auth/callback") \
-                as emu:
-            hub = ServiceHub(root / "hub", emu, venv, port)
-            hub.tmp.mkdir(mode=0o700)
-            hub.start()
-            try:
-                yield hub
-            finally:
-                hub.stop()
-    finally:
-        for name in USERS.values():
-            delete_user(name)
-        shutil.rmtree(root, ignore_errors=True)
+    with hub_with_unix_users(ServiceHub, USERS, "services/speckle-auth/callback") as hub:
+        yield hub
 
 
-class Person(HubUser):
-    """A hub user with a Unix account of their own."""
-
-    def __init__(self, hub: ServiceHub, browser: Any, person: str) -> None:
-        super().__init__(hub, browser, person)
-        self.person = person
-        self.user = USERS[person]
+class Person(UnixHubUser):
+    """A hub user who logs in to the hub with a password (DummyAuthenticator)."""
 
     def open_notebook(self, cells: list[str]) -> None:
-        name = f"{self.person}-{secrets.token_hex(3)}.ipynb"
-        path = write_notebook(self.hub.home(self.person) / name, cells)
-        shutil.chown(path, self.user, self.user)
-        target = f"/hub/user-redirect/lab/workspaces/w{secrets.token_hex(4)}/tree/{name}"
+        target = self.write_notebook(cells)
         self.page.goto(f"{self.hub.url}hub/login?next={quote(target, safe='')}")
         self.page.locator("#username_input").fill(self.user)
         self.page.locator("#password_input").fill(self.hub.password)
         self.page.locator("#login_submit").click()
-
-    def wait_for_notebook(self) -> None:
-        try:
-            self.page.wait_for_url(lambda url: url.startswith(self.hub.user_url(self.person, "lab/workspaces/")),
-                                   timeout=60_000)
-            self.ui.wait_for_kernel(timeout=60)
-        except Exception as err:
-            raise AssertionError(f"{self.person}'s notebook never got an idle kernel: {err}\n{self.diagnostics()}") \
-                from None
 
     def relay(self, method: str, path: str, body: dict[str, Any] | None = None, *, as_person: str | None = None,
               direct: bool = False) -> Any:

@@ -100,9 +100,14 @@ def login(
 
 
 def get_client(server: str | None = None) -> Client:
-    """The signed-in `Client` of this kernel: the one of `server`, or the latest sign-in when None."""
+    """The signed-in `Client` of this kernel: the one of `server`, or the latest sign-in when None. In a hub that
+    logs people in with Speckle, the hub user's client when this kernel has none yet."""
     url = normalize_server_url(server) if server is not None else None
     client = registry.latest() if url is None else registry.of_server(url)
+    if client is None:  # in a hub that logs people in with Speckle, the hub's sign-in is this kernel's
+        client = sources.hub_sign_in(url)
+        if client is not None:
+            register(client)
     if client is not None:
         return client
     raise NotSignedIn(

@@ -36,6 +36,7 @@ __all__ = [
     "check_scopes",
     "default_server",
     "hub_client",
+    "hub_sign_in",
     "is_write_scope",
     "normalize_scopes",
     "not_signed_in",
@@ -172,6 +173,16 @@ class SignIn:
 def hub_client(candidate: Candidate) -> Client:
     """The hub's sign-in: the hub renews it (it alone holds the refresh token and the app secret)."""
     return Client(candidate.server, candidate.pair.token, refresher=HubRenewal())
+
+
+def hub_sign_in(server: str | None = None) -> Client | None:
+    """In a hub that logs people in with Speckle, its user's client (for `server`, when named); else None."""
+    if not hub_login_configured():
+        return None
+    hub = hub_token()
+    if server is not None and normalize_server_url(server) != hub.server:
+        return None
+    return hub_client(Candidate("hub", "your hub login's Speckle account", hub.server, TokenPair(hub.token)))
 
 
 def _default_client(candidate: Candidate) -> Client:

@@ -237,13 +237,31 @@ class SpeckleAuthenticator(OAuthenticator):
         }
 
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
+        """True while Speckle takes the token; a renewed model once it refuses it; False: log in again."""
         # one renewal at a time per user: a refresh token is good once, and two requests may find the token stale
         async with self._renewing.setdefault(user.name, asyncio.Lock()):
-            model = await super().refresh_user(user, handler, **kwargs)
-            if isinstance(model, dict) and model.get("auth_state"):
-                # saved before the next waiting request reads it (JupyterHub saves it too, but after this lock)
-                await user.save_auth_state(model["auth_state"])
-            return model
+            state = await user.get_auth_state() or {}
+            if not state.get("access_token"):
+                return False
+            try:
+                await self.token_to_user({"access_token": state["access_token"]})
+                return True
+            except HTTPClientError:
+                pass  # refused: renew below
+            if not state.get("refresh_token"):
+                return False
+            try:
+                params = self.build_refresh_token_request_params(state["refresh_token"])
+                info = await self.get_token_info(handler, params)
+                user_info = await self.token_to_user(info)
+            except (web.HTTPError, HTTPClientError) as err:
+                self.log.info("Renewing %s's Speckle sign-in failed (%s): they log in again", user.name,
+                              type(err).__name__)
+                return False
+            renewed = self.build_auth_state_dict(info, user_info)
+            # saved before the next waiting request reads it (JupyterHub saves it too, but after this lock)
+            await user.save_auth_state(renewed)
+            return {"name": user.name, "auth_state": renewed}
 
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
         if await super().check_allowed(username, auth_model):

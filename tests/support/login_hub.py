@@ -32,6 +32,7 @@ class LoginHub(ServiceHub):
         return [
             guide_cell("jupyterhub_config_login"),
             "c.SpeckleAuthenticator.username_claim = lambda info: 'snbsp-' + info['email'].split('@')[0]",
+            "c.JupyterHub.log_level = 'DEBUG'",  # the tests look for secrets in the log at every level
         ]
 
     def hub_environment(self) -> dict[str, str]:

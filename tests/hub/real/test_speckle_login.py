@@ -26,6 +26,7 @@ from support.service_hub import UnixHubUser, hub_with_unix_users, probe_result
 
 pytestmark = pytest.mark.hub
 
+GET_CLIENT_CELL = "from speckle_nb_auth import get_client\nprint(get_client().user.email)"
 SIGNED_IN_CELL = "from speckle_nb_auth import login\nlogin()"
 EMAIL_CELL = "print(speckle.graphql('{ activeUser { email } }')['activeUser']['email'])"
 TOKEN_CELL = "print(speckle._auth.pair.token)"
@@ -79,15 +80,16 @@ def test_two_people_log_in_with_speckle_and_their_kernels_are_signed_in(
 ) -> None:
     hub = login_hub
     for person in people.values():
-        person.open_notebook([SIGNED_IN_CELL, EMAIL_CELL, TOKEN_CELL])
+        person.open_notebook([GET_CLIENT_CELL, SIGNED_IN_CELL, EMAIL_CELL, TOKEN_CELL])
     for person in people.values():
         person.wait_for_notebook()
-        # login() signs in at once as the hub user's Speckle account: no panel to click, nothing to paste
-        person.ui.run_cell(0, timeout=60)
-        person.panel = PanelUI(person.ui, 0)
+        # get_client() and login() sign in at once as the hub user's Speckle account: nothing to click or paste
+        assert person.ui.run_cell(0, timeout=60).strip() == person.speckle["email"], person.diagnostics()
+        person.ui.run_cell(1, timeout=60)
+        person.panel = PanelUI(person.ui, 1)
         person.panel.expect_signed_in(person.speckle["name"])
         expect(person.panel.status).to_contain_text("Signed in with your hub login's Speckle account.")
-        assert person.ui.run_cell(1).strip() == person.speckle["email"], person.diagnostics()
+        assert person.ui.run_cell(2).strip() == person.speckle["email"], person.diagnostics()
     ada, grace = people["ada"], people["grace"]
     assert ada.panel is not None
     screenshot(ada.panel, "hub-speckle-login-signed-in.png")
@@ -106,15 +108,15 @@ def test_two_people_log_in_with_speckle_and_their_kernels_are_signed_in(
 
     # Speckle refuses ada's token; the hub renews it (asked here by her server, as another kernel of hers would),
     # and the kernel that still holds the refused one works at its next call
-    held = ada.ui.run_cell(2).strip()
+    held = ada.ui.run_cell(3).strip()
     assert held == mine.json()["token"] and speckle_accepts(hub, held)
     assert httpx.post(f"{hub.emulator.url}/auth/logout", json={"token": held}, timeout=10).status_code == 200
     assert not speckle_accepts(hub, held)
     refused = hashlib.sha256(held.encode()).hexdigest()
     renewed = ada.token_route("POST", {"refused": refused}).json()["token"]
     assert renewed != held and speckle_accepts(hub, renewed)
-    assert ada.ui.run_cell(1).strip() == ada.speckle["email"]
-    assert ada.ui.run_cell(2).strip() == renewed
+    assert ada.ui.run_cell(2).strip() == ada.speckle["email"]
+    assert ada.ui.run_cell(3).strip() == renewed
     assert speckle_accepts(hub, grace.token_route().json()["token"])  # grace's sign-in untouched
 
     # hub logout ends ada's sign-in on Speckle too

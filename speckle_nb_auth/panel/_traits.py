@@ -31,7 +31,7 @@ class PanelTraits(anywidget.AnyWidget):
     user_email = t.Unicode("").tag(sync=True)
     user_avatar = t.Unicode("").tag(sync=True)
     variable = t.Unicode("speckle", help="the notebook variable holding the Client").tag(sync=True)
-    source = t.Unicode("", help="token | oauth | desktop | environment | keyring | dotenv").tag(sync=True)
+    source = t.Unicode("", help="token | oauth | desktop | environment | hub | keyring | dotenv").tag(sync=True)
     remember = t.Bool(False, help="keep the sign-in in the OS keyring").tag(sync=True)
     desktop_accounts = t.List(t.Dict(), help="[{label, server_url}] of the desktop accounts").tag(sync=True)
     requested_scopes = t.List(t.Unicode()).tag(sync=True)

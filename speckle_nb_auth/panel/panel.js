@@ -240,7 +240,8 @@ function render({ model, el }) {
     const own = !signed && !stale && get("sign_in_url");
     signedOut.hidden = signed || stale;
     signedIn.hidden = !signed || stale;
-    rememberRow.hidden = stale;
+    // the hub's sign-in is the hub's to keep: nothing for this machine's keyring
+    rememberRow.hidden = stale || (signed && get("source") === "hub");
     kept.hidden = signed || stale || !get("kept_token");
     const missing = lacking();
     login.hidden = ext === undefined;

@@ -89,6 +89,7 @@ def test_two_people_log_in_with_speckle_and_their_kernels_are_signed_in(
         person.panel = PanelUI(person.ui, 1)
         person.panel.expect_signed_in(person.speckle["name"])
         expect(person.panel.status).to_contain_text("Signed in with your hub login's Speckle account.")
+        expect(person.panel.root.locator(".snb-remember-row")).to_be_hidden()  # the hub's to keep, not the keyring's
         assert person.ui.run_cell(2).strip() == person.speckle["email"], person.diagnostics()
     ada, grace = people["ada"], people["grace"]
     assert ada.panel is not None

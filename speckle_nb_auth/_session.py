@@ -107,6 +107,7 @@ class Session:
         self.parts: list[Part] = []
         # renews a pair of a server whose app this kernel does not hold (through the link or a browser view)
         self.renewer: Callable[[str, TokenPair], TokenPair] | None = None
+        self.watchers: list[Callable[[str], None]] = []  # told every change, as the views are (the status bar)
         self._views: list[weakref.ref[Any]] = []
         self._ready: dict[str, str | None] = {}  # panel id -> the id of its latest view that said "ready"
 
@@ -146,6 +147,9 @@ class Session:
         for view in self.views():
             with contextlib.suppress(Exception):
                 view.session_changed(message)
+        for watcher in list(self.watchers):
+            with contextlib.suppress(Exception):
+                watcher(message)
 
     def tell_all_error(self, text: str) -> None:
         for view in self.views():

@@ -1,6 +1,7 @@
 """One session per IPython shell, made on first use with its parts: the link to the Jupyter server where the
 extension answers there (then the kernel renews through it), else a renewal through a browser view; and the
-kernel's own public-app sign-in either way. The only place that knows every part.
+kernel's own public-app sign-in either way; and the status comm of the JupyterLab extension. The only place
+that knows every part.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._browser_renewal import BrowserRenewal
+from ._frontend_status import FrontendStatus
 from ._jupyter_link import JupyterLink, find_link
 from ._kernel_login import KernelLogin
 from ._link_logins import LinkLogins
@@ -69,4 +71,5 @@ def _assemble(session: Session, link: JupyterLink | None) -> Parts:
     session.parts = [p for p in (linked, parts.kernel_login, parts.renewal) if p is not None]
     session.renewer = linked.renew if linked is not None else parts.renewal.renew
     _parts[session] = parts
+    FrontendStatus(session).start()
     return parts

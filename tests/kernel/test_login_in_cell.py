@@ -6,7 +6,6 @@ shows as text (no widgets are rendered), signs in on the emulator, and answers t
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,10 +16,8 @@ from typing import Any
 
 import nbformat
 import pytest
-from jupyter_client import BlockingKernelClient, KernelManager
 from nbclient import NotebookClient
-from support import TESTS
-from support.memory_keyring import BACKEND
+from support.bare_kernel import BareKernel, kernel_env
 from support.processes import free_loopback_port
 from support.speckle import code_of, consent, follow
 
@@ -37,22 +34,11 @@ def emu() -> Iterator[Any]:
         yield made
 
 
-def kernel_env(emu: Any, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPECKLE_", "JUPYTERHUB_"))}
-    env.update(SPECKLE_SERVER=emu.url, PYTHON_KEYRING_BACKEND=BACKEND, HOME=str(home),
-               PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    return env
-
-
-class Kernel:
-    """A kernel with nothing around it, as VS Code or a remote frontend starts one."""
+class Kernel(BareKernel):
+    """A kernel with nothing around it, and the outputs of its cell."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(env=env)
-        self.client: BlockingKernelClient = self.manager.client()
-        self.client.start_channels(hb=False)
-        self.client.wait_for_ready(timeout=90)
+        super().__init__(env)
         self.outputs: list[dict[str, Any]] = []
 
     def collect(self, msg_id: str, timeout: float = 0.2) -> bool:
@@ -104,10 +90,6 @@ class Kernel:
         msg_id = self.client.execute(code, allow_stdin=False)
         assert self.finish(msg_id)["status"] == "ok", self.text()
         return self.text()
-
-    def stop(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ contents, the declared dependencies against the imports, and the project's pre-c
 from __future__ import annotations
 
 import email.parser
+import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -69,9 +71,65 @@ def test_the_classifiers_say_what_ships(dists: tuple[Path, Path]) -> None:
     assert versions == ["3.10", "3.11", "3.12", "3.13"]
     assert meta["Requires-Python"] == ">=3.10"
     assert "Typing :: Typed" in classifiers
-    # a Python package with a widget and a server extension: no JupyterLab extension ships
-    assert not [c for c in classifiers if "JupyterLab :: Extensions" in c]
+    assert "Framework :: Jupyter :: JupyterLab :: Extensions :: Prebuilt" in classifiers  # the status-bar item
     assert meta.get_all("Project-URL")
+
+
+LABEXTENSION = "share/jupyter/labextensions/speckle-nb-auth/"
+
+
+def test_the_wheel_ships_the_prebuilt_jupyterlab_extension_with_install_json(dists: tuple[Path, Path]) -> None:
+    """Where JupyterLab finds a prebuilt extension: its package.json, its remoteEntry and install.json, which tells
+    `jupyter labextension list` and the Extension Manager that pip installed it. RECORD lists them, so
+    `pip uninstall` removes them; the sdist holds them built, so a wheel built from it needs no Node.js."""
+    sdist, wheel = dists
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+        shipped = [n.split(".data/data/", 1)[1] for n in names if ".data/data/" + LABEXTENSION in n]
+        install = json.loads(whl.read(next(n for n in names if n.endswith(LABEXTENSION + "install.json"))))
+        package = json.loads(whl.read(next(n for n in names if n.endswith(LABEXTENSION + "package.json"))))
+        record = whl.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
+    assert install == {"packageManager": "python", "packageName": "speckle-nb-auth",
+                       "uninstallInstructions": install["uninstallInstructions"]}
+    assert package["name"] == "speckle-nb-auth"
+    assert package["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+    assert LABEXTENSION + package["jupyterlab"]["_build"]["load"] in shipped
+    assert all(name in record for name in shipped)
+    assert not any(n.startswith("speckle_nb_auth/labextension/") for n in names)  # once, in share/ only
+    with tarfile.open(sdist) as tar:
+        held = tar.getnames()
+    assert any(n.endswith("speckle_nb_auth/labextension/package.json") for n in held)
+    assert any(n.endswith("frontend/src/index.ts") for n in held)
+    assert not any("node_modules" in n for n in held)
+
+
+def test_pip_installs_the_extension_where_jupyterlab_lists_it_and_uninstall_removes_it(
+    dists: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """In a venv of its own: `jupyter labextension list` shows it enabled, OK and installed by pip (python);
+    uninstalling the package leaves no trace of it."""
+    venv = tmp_path / "venv"
+    uv = [sys.executable, "-m", "uv"]
+    made = subprocess.run([*uv, "venv", "--seed", "--quiet", str(venv)], capture_output=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run([*uv, "pip", "install", "--quiet", "--python", python, str(dists[1]), "jupyterlab"],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+
+    def listed() -> str:
+        done = subprocess.run([str(venv / "bin" / "jupyter"), "labextension", "list"], capture_output=True, text=True,
+                              timeout=120, env={"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(tmp_path)})
+        return done.stdout + done.stderr
+
+    before = listed()
+    line = next((ln for ln in before.splitlines() if "speckle-nb-auth v" in ln), "")
+    assert re.search(r"enabled.*OK.*\(python, speckle-nb-auth\)", line), before
+    removed = subprocess.run([python, "-m", "pip", "uninstall", "--yes", "--quiet", "speckle-nb-auth"],
+                             capture_output=True, text=True, timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    assert not (venv / LABEXTENSION).exists()
+    assert "speckle-nb-auth" not in listed()
 
 
 def test_every_console_script_names_a_callable(dists: tuple[Path, Path]) -> None:

@@ -34,9 +34,12 @@ class DemoKeyring(KeyringBackend):
         return loaded
 
     def _save(self, entries: dict[str, dict[str, str]]) -> None:
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # write aside, then rename: a kernel (or a test) reading meanwhile sees the old file or the new, never half
+        staged = self._path.with_name(f".{self._path.name}.{os.getpid()}")
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(entries, out)
+        os.replace(staged, self._path)
 
     def get_password(self, service: str, username: str) -> str | None:
         return self._load().get(service, {}).get(username)

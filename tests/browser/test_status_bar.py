@@ -8,14 +8,16 @@ panel, Log out from the item's menu, a kernel restart, another notebook.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from support import REPO
+from support import REPO, TESTS
 from support.jupyter_ui import PAT_SCOPES, SCREENSHOTS, PanelUI, http_client, speckle_sign_in, token_is_valid
 
 pytestmark = pytest.mark.browser
@@ -194,3 +196,18 @@ def test_the_item_warns_of_a_token_near_its_end_and_passes_axe(open_notebook: An
         "async (selector) => (await axe.run(document.querySelector(selector))).violations"
         ".map(v => `${v.id}: ${v.help}`)", ITEM)
     assert violations == [], violations
+
+
+def test_the_item_hides_for_a_kernel_that_is_not_python(open_notebook: Any) -> None:
+    session = open_notebook([LOGIN_CELL])
+    expect(item(session)).to_have_text(SIGNED_OUT)
+    spec = session.stack.jupyter.tmp / "data" / "kernels" / "echo"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "support.echo_kernel", "-f", "{connection_file}"],
+        "display_name": "Echo", "language": "echo", "env": {"PYTHONPATH": str(TESTS)},
+    }))
+    session.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.changeKernel({name: 'echo'})")
+    expect(item(session)).to_be_hidden(timeout=30_000)
+    session.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.changeKernel({name: 'python3'})")
+    expect(item(session)).to_have_text(SIGNED_OUT, timeout=30_000)

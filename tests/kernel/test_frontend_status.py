@@ -101,5 +101,7 @@ def test_a_kernel_without_a_sign_in_session_closes_the_frontends_comm(frontend: 
             continue
     # the frontend reads a closed comm as "not signed in", until the kernel opens one when a session is made
     kernel.run("import speckle_nb_auth\nspeckle_nb_auth.login()")
-    own = next(m for m in kernel.heard if _on(m, None))
-    assert kernel.summary(own["content"]["comm_id"])["signed_in"] is True
+    own = next(m for m in kernel.heard if _on(m, None))["content"]["comm_id"]
+    assert kernel.summary(own)["signed_in"] is True
+    kernel.run("speckle.logout()")  # a cell's logout reaches the status bar too
+    assert kernel.summary(own, pending=1)["signed_in"] is False

@@ -1,9 +1,11 @@
 """The prebuilt JupyterLab extension (frontend/): the current notebook's Speckle sign-in in JupyterLab's status bar
 and Notebook 7's top bar, in headless Chromium against a real Jupyter server, a real kernel and the emulator.
 
-Each test runs once per frontend (the `stack` fixture's parameter). The item learns the sign-in from the kernel
-over a comm, so every change a person can make is followed: a token or "Log in with Speckle" sign-in in a
-panel, Log out from the item's menu, a kernel restart, another notebook.
+Each test runs once per frontend (the `stack` fixture's parameter) and walks through several states in one
+notebook, as a person would (a notebook and its kernel per state would cost CI a minute). The item learns the
+sign-in from the kernel over a comm, so every change a person can make is followed: a token or "Log in with
+Speckle" sign-in in a panel, Log out from the item's menu or the palette, a kernel restart, a kernel that is not
+Python, another notebook.
 """
 
 from __future__ import annotations
@@ -81,11 +83,13 @@ def shot(session: Any, name: str) -> Path:
     return path
 
 
-def test_the_item_names_a_token_sign_in_and_clears_after_log_out_from_its_menu(open_notebook: Any) -> None:
-    session = open_notebook([LOGIN_CELL, "print('speckle' in globals())"])
+def test_the_item_follows_token_sign_ins_log_out_a_restart_and_the_kernels_language(open_notebook: Any) -> None:
+    session = open_notebook([LOGIN_CELL, "print('speckle' in globals())", LOGIN_CELL])
     ada = session.stack.credentials["users"][0]
     expect(item(session)).to_have_text(SIGNED_OUT)
     shot(session, "not-signed-in")
+
+    # a token sign-in in a panel names the account; the tooltip gives the facts, never the token
     token = mint(session.stack.emulator)
     panel = sign_in_with_token(session, token)
     expect(item(session)).to_have_text(signed_in_text(session, ada["name"]), timeout=10_000)
@@ -95,6 +99,8 @@ def test_the_item_names_a_token_sign_in_and_clears_after_log_out_from_its_menu(o
         assert fact in title, (fact, title)
     assert token not in title and token[:10] not in (session.page.content())
     shot(session, "signed-in")
+
+    # Log out from the item's menu
     menu = open_menu(session)
     expect(menu.get_by_text("Log out", exact=True)).to_be_visible()
     shot(session, "menu")
@@ -103,87 +109,15 @@ def test_the_item_names_a_token_sign_in_and_clears_after_log_out_from_its_menu(o
     panel.expect_signed_out()  # the panel is a view of the same sign-in
     assert session.ui.run_cell(1).strip() == "False"
     assert token_is_valid(session.stack.emulator, token)  # the person's own token: forgotten here, not revoked
-    # Notebook 7.6 throws one of its own at load ("reading 'schema'"), with or without this extension
-    errors = [p for p in session.problems if "pageerror" in p and "reading 'schema'" not in p]
-    assert not errors, session.diagnostics()
 
-
-def test_log_in_from_the_menu_runs_login_in_a_cell_and_the_item_follows_log_in_with_speckle(open_notebook: Any) -> None:
-    session = open_notebook(["x = 1"])
-    ada = session.stack.credentials["users"][0]
-    expect(item(session)).to_have_text(SIGNED_OUT)
-    open_menu(session).get_by_text("Log in", exact=True).click()
-    panel = PanelUI(session.ui, 1)  # the new cell below the active one
-    panel.wait_shown()
-    source = session.page.evaluate(
-        "() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource()")
-    assert "login()" in source, source
-    with session.context.expect_page() as new_tab:
-        panel.login_button.click()
-    speckle_sign_in(new_tab.value, ada["email"], ada["password"], "Authorize")
-    panel.expect_signed_in(ada["name"])
-    expect(item(session)).to_have_text(signed_in_text(session, ada["name"]), timeout=10_000)
-    title = item(session).get_attribute("title") or ""
-    assert "From Log in with Speckle" in title and "streams:read" in title, title
-    # the command palette has it too
-    session.ui.execute("apputils:activate-command-palette")
-    session.page.keyboard.type("Speckle: Log out")
-    expect(session.page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text("Speckle: Log out")
-    session.page.keyboard.press("Enter")
-    expect(item(session)).to_have_text(SIGNED_OUT, timeout=10_000)
-    panel.expect_signed_out()
-
-
-def test_a_kernel_restart_clears_the_item_until_the_next_sign_in(open_notebook: Any) -> None:
-    session = open_notebook([LOGIN_CELL, LOGIN_CELL])
-    name = session.stack.credentials["users"][0]["name"]
-    sign_in_with_token(session, mint(session.stack.emulator))
-    expect(item(session)).to_have_text(signed_in_text(session, name), timeout=10_000)
-    session.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
-    expect(item(session)).to_have_text(SIGNED_OUT, timeout=20_000)
-    session.ui.wait_for_kernel()
-    sign_in_with_token(session, mint(session.stack.emulator), cell=1)  # the restarted kernel counts from 1 again
-    expect(item(session)).to_have_text(signed_in_text(session, name), timeout=10_000)
-
-
-def test_the_item_follows_the_notebook_switched_to(open_notebook: Any) -> None:
-    """In JupyterLab both notebooks share the page and the item follows the one activated; Notebook 7 opens each
-    in its own tab, whose item shows its own kernel."""
-    session = open_notebook([LOGIN_CELL])
-    name = session.stack.credentials["users"][0]["name"]
-    sign_in_with_token(session, mint(session.stack.emulator))
-    expect(item(session)).to_have_text(signed_in_text(session, name), timeout=10_000)
-    other = session.path.with_name(f"other-{secrets.token_hex(3)}.ipynb")
-    other.write_text(session.path.read_text())
-    if session.stack.frontend == "lab":
-        first = session.page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
-        session.ui.execute("docmanager:open", {"path": other.name})
-        session.page.wait_for_function(
-            "(first) => { const w = window.jupyterapp.shell.currentWidget; return w.id !== first"
-            " && w.sessionContext.session && w.sessionContext.session.kernel"
-            " && w.sessionContext.session.kernel.status === 'idle'; }", arg=first, timeout=60_000)
-        expect(item(session)).to_have_text(SIGNED_OUT, timeout=10_000)
-        session.page.evaluate("(first) => window.jupyterapp.shell.activateById(first)", first)
-        expect(item(session)).to_have_text(signed_in_text(session, name), timeout=10_000)
-    else:
-        url = session.stack.jupyter.notebook_url(other.name, workspace="")
-        page = session.context.new_page()
-        page.goto(f"{url}{'&' if '?' in url else '?'}token={session.stack.jupyter.token}")
-        expect(page.locator(ITEM)).to_have_text(SIGNED_OUT, timeout=60_000)
-        expect(item(session)).to_have_text(signed_in_text(session, name))
-
-
-def test_the_item_warns_of_a_token_near_its_end_and_passes_axe(open_notebook: Any) -> None:
-    session = open_notebook([LOGIN_CELL])
-    name = session.stack.credentials["users"][0]["name"]
-    sign_in_with_token(session, mint(session.stack.emulator, lifespan_ms=5 * DAY_MS))
-    expect(item(session)).to_have_text(re.compile(rf"^\u26a0 Speckle: {re.escape(name)} on "), timeout=10_000)
+    # a token near its end: the warning, the keyboard alone, axe-core
+    sign_in_with_token(session, mint(session.stack.emulator, lifespan_ms=5 * DAY_MS), cell=2)
+    expect(item(session)).to_have_text(re.compile(rf"^\u26a0 Speckle: {re.escape(ada['name'])} on "), timeout=10_000)
     expect(item(session)).to_have_class(re.compile("snb-status-warn"))
     title = item(session).get_attribute("title") or ""
     assert "expires in 4 days" in title or "expires in 5 days" in title, title
     assert "personal access token expires in" in (item(session).get_attribute("aria-label") or "")
     shot(session, "expiry-warning")
-    # the keyboard alone: focus the item, open its menu with Enter, then Escape closes it
     item(session).focus()
     session.page.keyboard.press("Enter")
     menu = session.page.locator(".snb-status-menu")
@@ -197,17 +131,74 @@ def test_the_item_warns_of_a_token_near_its_end_and_passes_axe(open_notebook: An
         ".map(v => `${v.id}: ${v.help}`)", ITEM)
     assert violations == [], violations
 
+    # a kernel restart clears it
+    session.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    expect(item(session)).to_have_text(SIGNED_OUT, timeout=20_000)
+    session.ui.wait_for_kernel()  # as a person would: a kernel changed mid-restart fails in JupyterLab's own code
 
-def test_the_item_hides_for_a_kernel_that_is_not_python(open_notebook: Any) -> None:
-    session = open_notebook([LOGIN_CELL])
-    expect(item(session)).to_have_text(SIGNED_OUT)
+    # a kernel that is not Python hides it; back to Python shows it again
     spec = session.stack.jupyter.tmp / "data" / "kernels" / "echo"
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "support.echo_kernel", "-f", "{connection_file}"],
         "display_name": "Echo", "language": "echo", "env": {"PYTHONPATH": str(TESTS)},
     }))
-    session.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.changeKernel({name: 'echo'})")
+    change_kernel = "(name) => window.jupyterapp.shell.currentWidget.sessionContext.changeKernel({name})"
+    session.page.evaluate(change_kernel, "echo")
     expect(item(session)).to_be_hidden(timeout=30_000)
-    session.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.changeKernel({name: 'python3'})")
+    session.ui.wait_for_kernel()
+    session.page.evaluate(change_kernel, "python3")
     expect(item(session)).to_have_text(SIGNED_OUT, timeout=30_000)
+
+    # Notebook 7.6 throws one of its own at load ("reading 'schema'"), with or without this extension
+    errors = [p for p in session.problems if "pageerror" in p and "reading 'schema'" not in p]
+    assert not errors, session.diagnostics()
+
+
+def test_log_in_from_the_menu_then_another_notebook_then_log_out_from_the_palette(open_notebook: Any) -> None:
+    """In JupyterLab both notebooks share the page and the item follows the one activated; Notebook 7 opens each
+    in its own tab, whose item shows its own kernel."""
+    session = open_notebook(["x = 1"])
+    ada = session.stack.credentials["users"][0]
+    expect(item(session)).to_have_text(SIGNED_OUT)
+    open_menu(session).get_by_text("Log in", exact=True).click()
+    panel = PanelUI(session.ui, 1)  # the new cell below the active one
+    panel.wait_shown()
+    source = session.page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource()")
+    assert "login()" in source, source
+    with session.context.expect_page() as new_tab:
+        panel.login_button.click()
+    speckle_sign_in(new_tab.value, ada["email"], ada["password"], "Authorize")
+    panel.expect_signed_in(ada["name"])
+    signed_in = signed_in_text(session, ada["name"])
+    expect(item(session)).to_have_text(signed_in, timeout=10_000)
+    title = item(session).get_attribute("title") or ""
+    assert "From Log in with Speckle" in title and "streams:read" in title, title
+
+    other = session.path.with_name(f"other-{secrets.token_hex(3)}.ipynb")
+    other.write_text(session.path.read_text())
+    if session.stack.frontend == "lab":
+        first = session.page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+        session.ui.execute("docmanager:open", {"path": other.name})
+        session.page.wait_for_function(
+            "(first) => { const w = window.jupyterapp.shell.currentWidget; return w.id !== first"
+            " && w.sessionContext.session && w.sessionContext.session.kernel"
+            " && w.sessionContext.session.kernel.status === 'idle'; }", arg=first, timeout=60_000)
+        expect(item(session)).to_have_text(SIGNED_OUT, timeout=10_000)
+        session.page.evaluate("(first) => window.jupyterapp.shell.activateById(first)", first)
+        expect(item(session)).to_have_text(signed_in, timeout=10_000)
+    else:
+        url = session.stack.jupyter.notebook_url(other.name, workspace="")
+        page = session.context.new_page()
+        page.goto(f"{url}{'&' if '?' in url else '?'}token={session.stack.jupyter.token}")
+        expect(page.locator(ITEM)).to_have_text(SIGNED_OUT, timeout=60_000)
+        expect(item(session)).to_have_text(signed_in)
+        session.page.bring_to_front()
+
+    session.ui.execute("apputils:activate-command-palette")
+    session.page.keyboard.type("Speckle: Log out")
+    expect(session.page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text("Speckle: Log out")
+    session.page.keyboard.press("Enter")
+    expect(item(session)).to_have_text(SIGNED_OUT, timeout=10_000)
+    panel.expect_signed_out()

@@ -166,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.credentials_file:
             print(f"  tokens, app id, app secret and control token: {args.credentials_file}")
         print("Press Ctrl-C to stop.", flush=True)
-        stop.wait()
+        # in slices: a signal the OS hands to the server's thread runs its handler only once the main thread wakes
+        while not stop.wait(0.25):
+            pass
     finally:
         emulator.stop()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.processes import free_port
+from support.processes import free_port, signal_another_thread
 
 from speckle_nb_auth import _protocol, _transport
 from speckle_nb_auth._errors import (
@@ -1051,8 +1051,9 @@ def test_the_cli_without_graphql_core_names_the_extra(tmp_path: Path, how: str, 
     assert probe.returncode != 0  # the block held
 
 
-@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT])
-def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals) -> None:
+@pytest.mark.parametrize(("stop_with", "to"), [(signal.SIGTERM, "process"), (signal.SIGINT, "process"),
+                                               (signal.SIGINT, "another-thread")])
+def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals, to: str) -> None:
     creds_file = tmp_path / "emulator.json"
     command = [sys.executable, "-m", "speckle_nb_auth.emulator", "--port", "0",
                "--credentials-file", str(creds_file), "--redirect-url", REDIRECT,
@@ -1075,7 +1076,10 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
                 control = {"Authorization": f"Bearer {creds['control_token']}"}
                 clock = http.post(f"{creds['url']}/__emulator__/clock", json={"advance": 1}, headers=control)
             assert me.user.email == creds["users"][0]["email"] and clock.status_code == 204
-            proc.send_signal(stop_with)
+            if to == "process":
+                proc.send_signal(stop_with)
+            else:  # the server's thread gets it: the main thread must still wake to stop
+                signal_another_thread(proc.pid, stop_with)
             proc.wait(timeout=10)  # it prints a few lines only: the pipes cannot fill up
         finally:
             if proc.poll() is None:

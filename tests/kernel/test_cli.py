@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 from support.cli import Running, cli_env, run_cli
-from support.processes import free_loopback_port, poll
+from support.processes import free_loopback_port, poll, signal_another_thread
 from support.speckle import consent, follow
 
 import speckle_nb_auth
@@ -210,11 +210,15 @@ def test_without_a_keyring_it_offers_the_env_file_before_any_browser_opens(emu: 
     assert emu.requests_seen("/auth/token") == 0  # no sign-in was made only to be revoked again
 
 
-def test_ctrl_c_cancels_and_closes_the_port(emu: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("to", ["process", "another-thread"])
+def test_ctrl_c_cancels_and_closes_the_port(emu: Emulator, tmp_path: Path, to: str) -> None:
     login = Running(["login", emu.url, "--no-browser"], env=cli_env(tmp_path), cwd=tmp_path)
     login.line_where(lambda line: line.startswith("Waiting"))
-    login.process.send_signal(signal.SIGINT)
-    code, _out, err = login.finish()
+    if to == "process":
+        login.process.send_signal(signal.SIGINT)
+    else:
+        signal_another_thread(login.process.pid, signal.SIGINT)
+    code, _out, err = login.finish(timeout=15)
     assert code == 130 and "Cancelled" in err
     port = int(emu.credentials["connector_redirect_url"].rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):

@@ -6,6 +6,7 @@ Nothing here sleeps for a fixed time: every wait is a poll with a deadline.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -78,6 +79,15 @@ def answers(url: str, status: int = 200, *, token: str | None = None) -> bool:
             return http.get(url).status_code == status
     except httpx.HTTPError:
         return False
+
+
+def signal_another_thread(pid: int, sig: int) -> None:
+    """Send `sig` to a thread of process `pid` that is not its main one, as the OS may for a signal sent to the
+    process: Python runs its handler only in the main thread, once that thread wakes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    others = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+    assert others, f"process {pid} has no thread besides its main one"
+    assert libc.tgkill(pid, others[0], sig) == 0, os.strerror(ctypes.get_errno())
 
 
 def start_server(

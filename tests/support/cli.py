@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ def cli_env(tmp_path: Path, *, keyring: str = BACKEND, **extra: str) -> dict[str
     env["PYTHON_KEYRING_BACKEND"] = keyring
     env["MEMORY_KEYRING_FILE"] = str(tmp_path / "keyring.json")
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a command that hangs is stopped with SIGABRT: its threads' stacks are shown
     env.update(extra)
     return env
 
@@ -78,7 +80,14 @@ class Running:
         """Exit status, all of stdout, all of stderr."""
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(10)
+            assert self.process.stderr is not None
+            raise AssertionError(f"still running after {timeout}s; printed: {self.lines}; where each thread was:\n"
+                                 f"{self.process.stderr.read()[-6000:]}") from None
         self._reader.join(timeout)
         while True:
             line = self._queue.get_nowait() if not self._queue.empty() else None

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.processes import free_port, signal_another_thread
+from support.processes import as_from_a_terminal, free_port, signal_another_thread
 
 from speckle_nb_auth import _protocol, _transport
 from speckle_nb_auth._errors import (
@@ -1058,7 +1058,8 @@ def test_the_cli_serves_until_a_signal(tmp_path: Path, stop_with: signal.Signals
     command = [sys.executable, "-m", "speckle_nb_auth.emulator", "--port", "0",
                "--credentials-file", str(creds_file), "--redirect-url", REDIRECT,
                "--connector-redirect-url", "http://localhost:1234", "--password", "grace@example.com=class-2026"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=as_from_a_terminal) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         try:
             ready, _, _ = select.select([proc.stdout], [], [], 20)

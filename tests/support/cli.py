@@ -15,6 +15,7 @@ from pathlib import Path
 
 from support import TESTS
 from support.memory_keyring import BACKEND
+from support.processes import as_from_a_terminal
 
 
 def cli_env(tmp_path: Path, *, keyring: str = BACKEND, **extra: str) -> dict[str, str]:
@@ -45,7 +46,7 @@ class Running:
         Running.started.append(self)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "speckle_nb_auth", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, preexec_fn=as_from_a_terminal,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

@@ -81,6 +81,14 @@ def answers(url: str, status: int = 200, *, token: str | None = None) -> bool:
         return False
 
 
+def as_from_a_terminal() -> None:
+    """`preexec_fn` for a command a test stops with Ctrl-C: SIGINT at its default and not blocked, as a shell starts
+    it in the foreground. A suite started in the background (`.ci/run &`, as CI may) ignores SIGINT, every child
+    inherits that, and the CLI's Ctrl-C test hung."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def signal_another_thread(pid: int, sig: int) -> None:
     """Send `sig` to a thread of process `pid` that is not its main one, as the OS may for a signal sent to the
     process: Python runs its handler only in the main thread, once that thread wakes."""
@@ -100,7 +108,7 @@ def start_server(
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603
             list(args), cwd=cwd, env=None if env is None else dict(env), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=as_from_a_terminal,
         )
 
     def up() -> bool:

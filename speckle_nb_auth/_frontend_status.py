@@ -53,7 +53,10 @@ class FrontendStatus:
         from comm import create_comm, get_comm_manager
 
         get_comm_manager().register_target(TARGET, self._opened)
-        self._attach(create_comm(target_name=TARGET, data=self.summary()))
+        # Nobody there (nbclient, nbconvert, papermill allow no stdin): no status bar to tell, and nbclient would
+        # warn of a comm for a target it does not know. A frontend that connects later opens its own.
+        if getattr(self.session.shell.kernel, "_allow_stdin", True):
+            self._attach(create_comm(target_name=TARGET, data=self.summary()))
         self.session.watchers.append(self.publish)
         return self
 

@@ -92,6 +92,10 @@ def test_log_in_with_speckle_needs_no_set_up(open_notebook: Any) -> None:
     panel.expect_signed_in(ada["name"])
     expect(panel.status).to_contain_text("connector app")  # which app signed in, and what it can do
     assert ui.run_cell(1).strip() == ada["name"]
+    # the status bar's item hears it from the kernel: it needs no server extension either (the kernel stack)
+    status = session.page.locator("#speckle-nb-auth-status")
+    expect(status).to_have_text(re.compile(rf"Speckle: {re.escape(ada['name'])} on "), timeout=10_000)
+    assert "From Log in with Speckle" in (status.get_attribute("title") or "")
     session.ledger.check(session.page.content(), "the notebook page", tails=False)
     screenshot(panel, f"{stack.frontend}-{stack.mode}-public-signed-in.png")
 

@@ -191,6 +191,8 @@ def test_nbconvert_execute_with_nobody_there_stops_in_the_login_cell(emu, tmp_pa
     assert time.monotonic() - started < 60
     assert done.returncode != 0  # the login cell's error stops nbconvert
     check_nobody_error(done.stderr)
+    # nobody there: the kernel opens no status-bar comm, which nbconvert would warn of as an unknown target
+    assert "comm target" not in done.stderr, done.stderr
 
 
 def test_another_users_listener_on_the_port_stops_login_before_any_address_is_shown(emu, kernel):

@@ -59,6 +59,8 @@ def test_the_demo_as_printed(browser: Any) -> None:
         assert not any(p["error"] for p in prompts), prompts
         name = panel.user_name.inner_text()
         assert name in page.locator(".jp-Notebook .jp-Cell").nth(LOGIN_CELL + 2).inner_text()  # "Who am I?"
+        status = page.locator("#speckle-nb-auth-status")  # the status bar's item, built by make demo
+        expect(status).to_have_text(re.compile(rf"^Speckle: {re.escape(name)} on "))
 
         # "Remember me", ticked once signed in, goes to the demo-only keyring
         panel.root.locator("input.snb-remember").check()
@@ -70,6 +72,8 @@ def test_the_demo_as_printed(browser: Any) -> None:
         page.locator(".jp-Notebook .jp-Cell").nth(LOGIN_CELL).locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")  # login() again: it finds the remembered sign-in
         expect(PanelUI(NotebookUI(page, "lab"), LOGIN_CELL).user_name).to_have_text(name, timeout=30_000)
+        expect(status).to_have_text(re.compile(rf"^Speckle: {re.escape(name)} on "))
+        assert "From the sign-in remembered on this machine" in (status.get_attribute("title") or "")
         context.close()
 
         demo.proc.send_signal(signal.SIGINT)

@@ -135,6 +135,7 @@ function render({ model, el }) {
   let ext; // undefined while asking, null without the extension
   let flow = null; // the "Log in with Speckle" attempt being waited for
   let note = ["", false]; // the browser half's own [text, isError], until the kernel says something new
+  let dismissed = null; // the kernel's error the person moved on from by editing the server: it was about another
   let shownAccounts = "";
   let stale = false;
   let wasSignedIn = get("status") === "signed_in";
@@ -314,7 +315,8 @@ function render({ model, el }) {
     status.textContent = stale ? "" : busy ? "Checking the sign-in…" : own ? [get("message"), ownText].filter(Boolean).join(" ")
       : flow ? (flow.tab ? "Waiting for you to sign in with Speckle in the new tab…" : "The browser blocked the sign-in tab: open it with the link.") + kernelWaits
       : ((!note[1] && note[0]) || get("message")) + kernelWaits;
-    error.replaceChildren(...linked(stale ? STALE : (note[1] && note[0]) || get("error")));
+    const kernelError = get("error") === dismissed ? "" : get("error");
+    error.replaceChildren(...linked(stale ? STALE : (note[1] && note[0]) || kernelError));
     error.hidden = !error.textContent;
   }
 
@@ -492,6 +494,7 @@ function render({ model, el }) {
     // the kernel's news replaces this view's own note; a field it merely clears (its old error, as it starts
     // following a login) must not wipe what this view just learnt (the tab's "Nothing answers at …")
     if (key === "status" || ((key === "message" || key === "error") && get(key))) note = ["", false];
+    if (key === "error" || key === "busy" || key === "status") dismissed = null;
     update();
     // keep the keyboard in the panel: on "Log out" once it can take the focus (it is disabled while the kernel
     // checks, and the end of that check may come in a later message than the sign-in), and again after the
@@ -509,7 +512,12 @@ function render({ model, el }) {
   model.on("msg:custom", onKernelMessage);
   model.on("comm_live_update", onStale); // the widget manager lost the kernel: restarted or gone
   model.on("comm:close", onStale);
-  server.addEventListener("input", update);
+  server.addEventListener("input", () => {
+    // an error about the server before ("This token was not accepted by …") is not about the one being typed
+    if (note[1]) note = ["", false];
+    if (get("error")) dismissed = get("error");
+    update();
+  });
   server.value = get("server_url");
   server.placeholder = get("default_server") || "app.speckle.systems";
   extension().then((status) => {

@@ -136,6 +136,7 @@ def test_messages_say_what_happened_and_what_to_do(open_notebook: Any) -> None:
 
     # a server set up nowhere: the extension signs in to it through Speckle's public connector app
     panel.root.locator(".snb-server").fill("speckle.example.org")
+    expect(panel.error).to_be_hidden()  # the token's error named the server before: not this one
     expect(panel.root.locator(".snb-nooauth")).to_be_hidden()
     expect(panel.root.locator(".snb-appnote")).to_contain_text("connector app")
     expect(panel.login_button).to_be_enabled()

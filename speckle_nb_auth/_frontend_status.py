@@ -14,6 +14,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ._login_wait import nobody_there
 from ._logout import log_out
 from ._rotation import TokenAge, rotation_message, token_age
 
@@ -53,9 +54,9 @@ class FrontendStatus:
         from comm import create_comm, get_comm_manager
 
         get_comm_manager().register_target(TARGET, self._opened)
-        # Nobody there (nbclient, nbconvert, papermill allow no stdin): no status bar to tell, and nbclient would
-        # warn of a comm for a target it does not know. A frontend that connects later opens its own.
-        if getattr(self.session.shell.kernel, "_allow_stdin", True):
+        # Nobody there: no status bar to tell, and nbclient would warn of a comm for a target it does not know.
+        # A frontend that connects later opens its own.
+        if not nobody_there(self.session.shell):
             self._attach(create_comm(target_name=TARGET, data=self.summary()))
         self.session.watchers.append(self.publish)
         return self

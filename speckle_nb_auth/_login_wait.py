@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._errors import LoginDenied, NotSignedIn, SpeckleAuthError
+from ._interrupts import SLICE
 from ._receiver import PasteNotUnderstood
 
 if TYPE_CHECKING:
@@ -27,11 +28,7 @@ if TYPE_CHECKING:
     from ._session import Session
     from .panel import LoginPanel
 
-__all__ = ["LoginNotFinished", "not_signed_in", "wait_for_panel", "wait_in_cell"]
-
-# A wait wakes this often to honour an interrupt: SIGINT may be delivered to another thread of the kernel (the
-# listener's, ZMQ's), which leaves the main thread asleep in its lock until the wait times out.
-_SLICE = 0.25
+__all__ = ["LoginNotFinished", "nobody_there", "not_signed_in", "wait_for_panel", "wait_in_cell"]
 
 _TERMINAL_LOGIN = "python -m speckle_nb_auth login"
 REGISTERED_APP_NOTE = (
@@ -81,16 +78,21 @@ def wait_for_panel(session: Session, view: LoginPanel, timeout: float, view_time
             if not session.seen(view):
                 if waited >= view_timeout:
                     return "no_view"
-                session.changed.wait(min(view_timeout - waited, _SLICE))
+                session.changed.wait(min(view_timeout - waited, SLICE))
             else:
-                session.changed.wait(min(timeout - waited, _SLICE))
+                session.changed.wait(min(timeout - waited, SLICE))
+
+
+def nobody_there(shell: Any) -> bool:
+    """Whether the cell runs with nobody to answer: nbclient, nbconvert and papermill allow no stdin."""
+    return not getattr(getattr(shell, "kernel", None), "_allow_stdin", True)
 
 
 def wait_in_cell(panel: LoginPanel, shell: Any, kernel_login: KernelLogin, server: str, timeout: float,
                  *, paste: bool | None) -> None:
     """Sign in with the kernel's own sign-in inside the running cell; returns once signed in, else raises
     `LoginNotFinished` (one line)."""
-    if not getattr(getattr(shell, "kernel", None), "_allow_stdin", True):
+    if nobody_there(shell):
         panel.show()  # nbclient and nbconvert allow no stdin: nobody is there to open a link either
         raise not_signed_in("nobody", timeout)
     notes = [REGISTERED_APP_NOTE] if os.environ.get("SPECKLE_APP_ID") else []
@@ -133,7 +135,7 @@ def _listen(session: Session, pending: KernelSignIn, timeout: float) -> str:
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout"
-            session.changed.wait(min(left, _SLICE))
+            session.changed.wait(min(left, SLICE))
 
 
 def _prompt(kernel_login: KernelLogin, pending: KernelSignIn) -> str:

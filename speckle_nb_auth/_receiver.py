@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from . import _interrupts as interrupts
 from ._errors import ConfigurationError, LoginDenied, SpeckleAuthError
 from ._html import document, new_nonce, page_headers
 from ._port_owner import PortHeldByAnother, check_port_not_held_by_another
@@ -50,7 +51,6 @@ CODE_LIFETIME = 600.0  # seconds: Speckle's access codes live 10 minutes, so no 
 _CODE = re.compile(r"[0-9a-f]{42}")
 _HANDLER_TIMEOUT = 10.0  # seconds a connection may take to send its request or read the page
 _MAX_HANDLERS = 16  # connections served at once, per address
-_SLICE = 0.25  # seconds a wait sleeps at most before it looks for a Ctrl-C
 # Errors that mean "this machine has no IPv6 loopback", not "the port is taken".
 _NO_ADDRESS = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, getattr(errno, "EPROTONOSUPPORT", -1)}
 
@@ -206,15 +206,7 @@ class LoopbackReceiver:
         """The outcome once the port is closed; None if still pending after `timeout` seconds."""
         if self._thread is None and not self._closed.is_set():
             raise RuntimeError("start the receiver first")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # In slices: Ctrl-C may reach another thread (this listener's), and the main thread, asleep in one long
-        # wait, would run Python's handler only when that wait ends (found as a CLI Ctrl-C that did nothing)
-        while True:
-            left = _SLICE if deadline is None else deadline - time.monotonic()
-            if self._closed.wait(max(0.0, min(_SLICE, left))):
-                return self._outcome
-            if deadline is not None and left <= 0:
-                return None
+        return self._outcome if interrupts.wait(self._closed, timeout) else None
 
     def cancel(self) -> None:
         """End a pending login ("cancelled") and close the port; an answer already received is kept."""

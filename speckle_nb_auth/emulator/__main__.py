@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _interrupts as interrupts
 from .._protocol import is_loopback_host
 from ._state import DEFAULT_CONNECTOR_REDIRECT_URL, DEFAULT_REDIRECT_URL, SEED_EMAILS
 
@@ -166,9 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.credentials_file:
             print(f"  tokens, app id, app secret and control token: {args.credentials_file}")
         print("Press Ctrl-C to stop.", flush=True)
-        # in slices: a signal the OS hands to the server's thread runs its handler only once the main thread wakes
-        while not stop.wait(0.25):
-            pass
+        interrupts.wait(stop)  # in slices: the OS may hand the signal to the server's thread
     finally:
         emulator.stop()
 
